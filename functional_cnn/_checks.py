@@ -1,0 +1,132 @@
+"""Argument validation shared by layers, losses and optimizers.
+
+Every error names where it happened (``where``, e.g. ``"conv2d"``), the argument,
+what it got and what was expected.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Optional, Sequence, Tuple
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def positive_int(value: Any, where: str, arg: str, *, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``; bools and non-integral floats are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{where}: {arg} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{where}: {arg} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def int_pair(value: Any, where: str, arg: str, *, minimum: int = 1) -> Tuple[int, int]:
+    """An int or a pair of ints, each >= ``minimum``, as a pair."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{where}: {arg} must be an int or a pair of ints, got {value!r}")
+        return (
+            positive_int(value[0], where, f"{arg}[0]", minimum=minimum),
+            positive_int(value[1], where, f"{arg}[1]", minimum=minimum),
+        )
+    v = positive_int(value, where, arg, minimum=minimum)
+    return v, v
+
+
+def real_number(value: Any, where: str, arg: str, *, low: Optional[float] = None, high: Optional[float] = None,
+                low_open: bool = False, high_open: bool = False) -> float:
+    """A finite real number within the given bounds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: {arg} must be a real number, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    bounds = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+    if not np.isfinite(v):
+        raise ValueError(f"{where}: {arg} must be finite, got {value!r}")
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{where}: {arg} must be in {bounds}, got {value!r}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise ValueError(f"{where}: {arg} must be in {bounds}, got {value!r}")
+    return v
+
+
+def shape_tuple(value: Any, where: str, arg: str = "in_shape") -> Tuple[int, ...]:
+    """A per-example shape: a tuple of non-negative ints."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{where}: {arg} must be a tuple of ints, got {value!r}")
+    out = []
+    for i, d in enumerate(value):
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+            raise TypeError(f"{where}: {arg}[{i}] must be an int, got {d!r}")
+        if d < 0:
+            raise ValueError(f"{where}: {arg}[{i}] must be >= 0, got {d}")
+        out.append(int(d))
+    return tuple(out)
+
+
+def float_dtype(dtype: Any, where: str, arg: str = "dtype") -> np.dtype:
+    """A floating dtype (float16/32/64)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"{where}: {arg} must be a floating dtype, got {dtype!r}") from err
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{where}: {arg} must be float16, float32 or float64, got {dt}")
+    return dt
+
+
+def float_array(x: Any, where: str, arg: str = "x", *, ndim: Optional[int | Sequence[int]] = None,
+                layout: str = "") -> np.ndarray:
+    """``x`` as a floating ndarray of the expected rank (batch axis included).
+
+    Integer, bool, complex and object inputs raise ``TypeError``: a layer never
+    guesses a dtype. Rank mismatches raise ``ValueError``.
+    """
+    if not isinstance(x, np.ndarray):
+        if isinstance(x, (list, tuple)) or np.isscalar(x):
+            x = np.asarray(x)
+        else:
+            raise TypeError(f"{where}: {arg} must be a numpy array, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{where}: {arg} must have a floating dtype (float16/32/64), got {x.dtype}; "
+            f"convert it first, e.g. x.astype(np.float32)"
+        )
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            expect = " or ".join(str(a) for a in allowed)
+            lay = f" {layout}" if layout else ""
+            raise ValueError(f"{where}: {arg} must have rank {expect}{lay}, got shape {x.shape} (rank {x.ndim})")
+    return x
+
+
+def expect_shape(got: Tuple[int, ...], expected: Tuple[int, ...], where: str, arg: str) -> None:
+    """Raise ``ValueError`` unless ``got == expected``."""
+    if tuple(got) != tuple(expected):
+        raise ValueError(f"{where}: {arg} must have shape {tuple(expected)}, got {tuple(got)}")
+
+
+def check_rng(rng: Any, where: str, *, required: bool) -> Optional[np.random.Generator]:
+    """``rng`` must be a ``numpy.random.Generator`` (or ``None`` when not required)."""
+    if rng is None:
+        if required:
+            raise ValueError(
+                f"{where}: needs rng=np.random.Generator when train=True, got None; "
+                f"pass rng=np.random.default_rng(seed)"
+            )
+        return None
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{where}: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    return rng
+
+
+def check_params_type(params: Any, cls: type, where: str) -> None:
+    """``params`` must be an instance of ``cls``."""
+    if not isinstance(params, cls):
+        raise TypeError(f"{where}: params must be {cls.__name__}, got {type(params).__name__}")
