@@ -1,7 +1,34 @@
-"""functional_cnn: convolutional networks in NumPy where nothing is hidden and nothing mutates."""
-from .layer import Layer, param_field, readonly, state_field
+"""functional_cnn: convolutional networks in NumPy where nothing is hidden and nothing mutates.
+
+Params are immutable attrs records with read-only arrays; a layer is a bundle of pure
+functions (see :class:`Layer`); networks are composed with :func:`serial`.
+"""
+from . import initializers, layers, tree
+from .combinators import serial
+from .gradcheck import GradCheckError, GradCheckReport, check_layer, check_loss
+from .layer import Layer, is_state_field, param_field, readonly, state_field
+from .layers import (
+    avg_pool2d,
+    conv2d,
+    dense,
+    flatten,
+    gelu,
+    global_avg_pool2d,
+    identity,
+    leaky_relu,
+    log_softmax,
+    max_pool2d,
+    relu,
+    reshape,
+    sigmoid,
+    softmax,
+    tanh,
+)
+from .summary import summary
 from .tree import (
     assert_same_structure,
+    trainable,
+    tree_cast,
     tree_flatten,
     tree_leaves,
     tree_map,
@@ -12,3 +39,15 @@ from .tree import (
 )
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Layer", "param_field", "state_field", "is_state_field", "readonly",
+    "serial",
+    "conv2d", "dense", "flatten", "reshape", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
+    "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity",
+    "check_layer", "check_loss", "GradCheckError", "GradCheckReport",
+    "summary",
+    "tree_map", "tree_map_with_path", "tree_leaves", "tree_paths", "tree_flatten", "tree_unflatten",
+    "tree_structure", "assert_same_structure", "trainable", "tree_cast",
+    "initializers", "layers", "tree",
+]

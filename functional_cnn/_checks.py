@@ -130,3 +130,12 @@ def check_params_type(params: Any, cls: type, where: str) -> None:
     """``params`` must be an instance of ``cls``."""
     if not isinstance(params, cls):
         raise TypeError(f"{where}: params must be {cls.__name__}, got {type(params).__name__}")
+
+
+def same_dtype(x: np.ndarray, w: np.ndarray, where: str) -> None:
+    """Inputs and params must share a dtype: a layer never upcasts silently."""
+    if x.dtype != w.dtype:
+        raise TypeError(
+            f"{where}: x has dtype {x.dtype} but params have dtype {w.dtype}; cast one of them "
+            f"(x.astype(np.{w.dtype}) or functional_cnn.tree.tree_cast(params, np.{x.dtype}))"
+        )

@@ -92,6 +92,8 @@ def no_state(params: Params, cache: Cache) -> Params:
 def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{value[0]}x{value[1]}"
     return repr(value)
 
 

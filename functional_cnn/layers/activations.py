@@ -1,0 +1,196 @@
+"""Element-wise activations and (log-)softmax; any input rank, batch axis first.
+
+Each keeps in its cache only what its derivative needs (usually its output), and
+works in the input's dtype.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Tuple
+
+import attrs
+import numpy as np
+
+from .._checks import float_array, real_number, shape_tuple
+from ..layer import Array, Layer, Shape
+
+__all__ = ["ActivationCache", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity"]
+
+
+@attrs.frozen(eq=False)
+class ActivationCache:
+    """The array the derivative is computed from (the input or the output, per activation)."""
+
+    saved: Array
+
+
+def _shape_init(where: str, min_rank: int = 0) -> Callable:
+    def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
+        in_shape = shape_tuple(in_shape, where)
+        if len(in_shape) < min_rank:
+            raise ValueError(f"{where}: in_shape must have at least {min_rank} axis, got {in_shape}")
+        return in_shape, None
+
+    return init
+
+
+def _elementwise(where: str, fwd: Callable[[Array], Tuple[Array, Array]],
+                 bwd: Callable[[Array, Array], Array], config: dict | None = None) -> Layer:
+    """A Layer from ``fwd(x) -> (y, saved)`` and ``bwd(saved, dy) -> dx``."""
+
+    def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, ActivationCache]:
+        x = float_array(x, where, "x")
+        if x.ndim < 1:
+            raise ValueError(f"{where}: x must have a batch axis, got a 0-d array")
+        y, saved = fwd(x)
+        return y, ActivationCache(saved)
+
+    def backward(params: Any, cache: ActivationCache, dy: Array) -> Tuple[None, Array]:
+        if np.shape(dy) != cache.saved.shape:
+            raise ValueError(f"{where}: dy must have shape {cache.saved.shape}, got {np.shape(dy)}")
+        return None, bwd(cache.saved, dy)
+
+    def cache_bytes(in_shape: Shape, itemsize: int) -> int:
+        return int(np.prod(in_shape)) * itemsize
+
+    return Layer(where, _shape_init(where), forward, backward, cache_bytes=cache_bytes, config=config or {})
+
+
+def relu() -> Layer:
+    """``max(x, 0)``; derivative 0 at 0 (the seed notebook used 1)."""
+
+    def fwd(x: Array) -> Tuple[Array, Array]:
+        y = np.maximum(x, 0)
+        return y, y
+
+    return _elementwise("relu", fwd, lambda y, dy: dy * (y > 0))
+
+
+def leaky_relu(negative_slope: float = 0.01) -> Layer:
+    """``x`` where ``x > 0`` else ``negative_slope * x``."""
+    a = real_number(negative_slope, "leaky_relu", "negative_slope", low=0.0)
+
+    def fwd(x: Array) -> Tuple[Array, Array]:
+        return np.where(x > 0, x, x * x.dtype.type(a)), x
+
+    def bwd(x: Array, dy: Array) -> Array:
+        return np.where(x > 0, dy, dy * dy.dtype.type(a))
+
+    return _elementwise("leaky_relu", fwd, bwd, dict(negative_slope=a))
+
+
+def _sigmoid(x: Array) -> Array:
+    # exp of a non-positive number only: no overflow for any input.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def sigmoid() -> Layer:
+    """``1 / (1 + exp(-x))``, evaluated without overflow."""
+
+    def fwd(x: Array) -> Tuple[Array, Array]:
+        y = _sigmoid(x)
+        return y, y
+
+    return _elementwise("sigmoid", fwd, lambda y, dy: dy * y * (1 - y))
+
+
+def tanh() -> Layer:
+    """Hyperbolic tangent."""
+
+    def fwd(x: Array) -> Tuple[Array, Array]:
+        y = np.tanh(x)
+        return y, y
+
+    return _elementwise("tanh", fwd, lambda y, dy: dy * (1 - y * y))
+
+
+_SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
+
+
+def gelu(approximate: bool = False) -> Layer:
+    """Gaussian error linear unit ``x * Phi(x)``; ``approximate=True`` uses the tanh form."""
+    if not isinstance(approximate, bool):
+        raise TypeError(f"gelu: approximate must be a bool, got {approximate!r}")
+
+    def fwd(x: Array) -> Tuple[Array, Array]:
+        if approximate:
+            t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
+            return (0.5 * x * (1 + t)).astype(x.dtype, copy=False), x
+        from scipy.special import erf  # lazy: keeps `import functional_cnn` fast
+
+        return (0.5 * x * (1 + erf(x / np.sqrt(2.0)))).astype(x.dtype, copy=False), x
+
+    def bwd(x: Array, dy: Array) -> Array:
+        if approximate:
+            u = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
+            t = np.tanh(u)
+            du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x**2)
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
+        else:
+            from scipy.special import erf
+
+            d = 0.5 * (1 + erf(x / np.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+        return (dy * d).astype(dy.dtype, copy=False)
+
+    return _elementwise("gelu", fwd, bwd, dict(approximate=approximate))
+
+
+def identity() -> Layer:
+    """Returns its input unchanged (a view-free pass-through)."""
+
+    def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Tuple[int, ...]]:
+        x = float_array(x, "identity", "x")
+        return x, tuple(x.shape)
+
+    def backward(params: Any, cache: Tuple[int, ...], dy: Array) -> Tuple[None, Array]:
+        if np.shape(dy) != cache:
+            raise ValueError(f"identity: dy must have shape {cache}, got {np.shape(dy)}")
+        return None, dy
+
+    return Layer("identity", _shape_init("identity"), forward, backward, cache_bytes=lambda s, i: 0)
+
+
+def _softmax_layer(where: str, axis: int, log: bool) -> Layer:
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{where}: axis must be an int, got {axis!r}")
+    if axis == 0:
+        raise ValueError(f"{where}: axis 0 is the batch axis; use a feature axis such as -1 or 1")
+
+    def check_axis(ndim: int) -> int:
+        if not -ndim <= axis < ndim:
+            raise ValueError(f"{where}: axis {axis} is out of range for input rank {ndim}")
+        return axis % ndim
+
+    def fwd(x: Array) -> Tuple[Array, Array]:
+        ax = check_axis(x.ndim)
+        z = x - x.max(axis=ax, keepdims=True)
+        lse = np.log(np.exp(z).sum(axis=ax, keepdims=True))
+        logp = z - lse
+        return (logp if log else np.exp(logp)), np.exp(logp)
+
+    def bwd(p: Array, dy: Array) -> Array:
+        ax = check_axis(p.ndim)
+        if log:
+            return dy - p * dy.sum(axis=ax, keepdims=True)
+        return p * (dy - (dy * p).sum(axis=ax, keepdims=True))
+
+    layer = _elementwise(where, fwd, bwd, dict(axis=axis))
+    base_init = layer.init
+
+    def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
+        shape, _ = base_init(rng, in_shape, dtype)
+        check_axis(len(shape) + 1)
+        return shape, None
+
+    return attrs.evolve(layer, init=init)
+
+
+def softmax(axis: int = -1) -> Layer:
+    """``exp(x) / sum(exp(x))`` along ``axis`` (max subtracted first: no overflow)."""
+    return _softmax_layer("softmax", axis, log=False)
+
+
+def log_softmax(axis: int = -1) -> Layer:
+    """``x - logsumexp(x)`` along ``axis``, computed stably."""
+    return _softmax_layer("log_softmax", axis, log=True)
+

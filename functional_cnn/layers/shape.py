@@ -1,0 +1,73 @@
+"""Layers that only change the per-example shape: ``flatten`` and ``reshape``."""
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import numpy as np
+
+from .._checks import float_array, shape_tuple
+from ..layer import Array, Layer, Shape
+
+__all__ = ["flatten", "reshape"]
+
+
+def _reshape_layer(where: str, target_of: Any, config: dict) -> Layer:
+    """A layer reshaping each example to ``target_of(in_shape)``; backward undoes it."""
+
+    def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
+        in_shape = shape_tuple(in_shape, where)
+        return target_of(in_shape, "in_shape"), None
+
+    def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Tuple[int, ...]]:
+        x = float_array(x, where, "x")
+        if x.ndim < 1:
+            raise ValueError(f"{where}: x must have a batch axis, got a 0-d array")
+        target = target_of(x.shape[1:], "x.shape[1:]")
+        return x.reshape((x.shape[0],) + target), tuple(x.shape)
+
+    def backward(params: Any, cache: Tuple[int, ...], dy: Array) -> Tuple[None, Array]:
+        if int(np.size(dy)) != int(np.prod(cache)) or np.shape(dy)[:1] != cache[:1]:
+            raise ValueError(f"{where}: dy of shape {np.shape(dy)} does not match the input shape {cache}")
+        return None, dy.reshape(cache)
+
+    return Layer(where, init, forward, backward, cache_bytes=lambda s, i: 0, config=config)
+
+
+def flatten() -> Layer:
+    """``(N, d1, d2, ...) -> (N, d1*d2*...)``."""
+
+    def target(in_shape: Shape, arg: str) -> Shape:
+        return (int(np.prod(in_shape)),)
+
+    return _reshape_layer("flatten", target, {})
+
+
+def reshape(shape: Any) -> Layer:
+    """Reshape each example to ``shape`` (batch axis excluded); one entry may be -1.
+
+    >>> reshape((4, -1)).init(None, (2, 8))[0]
+    (4, 4)
+    """
+    where = "reshape"
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape
+    ):
+        raise TypeError(f"{where}: shape must be a tuple of ints, got {shape!r}")
+    spec = tuple(int(d) for d in shape)
+    if spec.count(-1) > 1 or any(d < -1 for d in spec):
+        raise ValueError(f"{where}: shape may hold one -1 and otherwise sizes >= 0, got {spec}")
+
+    def target(in_shape: Shape, arg: str) -> Shape:
+        total = int(np.prod(in_shape))
+        known = int(np.prod([d for d in spec if d != -1]))
+        if -1 in spec:
+            if known == 0 or total % known:
+                raise ValueError(f"{where}: cannot reshape {arg} {tuple(in_shape)} ({total} values) to {spec}")
+            return tuple(total // known if d == -1 else d for d in spec)
+        if known != total:
+            raise ValueError(f"{where}: cannot reshape {arg} {tuple(in_shape)} ({total} values) to {spec}")
+        return spec
+
+    return _reshape_layer(where, target, dict(shape=spec))
