@@ -101,8 +101,18 @@ def col2im(dcols: Array, xp_shape: Tuple[int, ...], k: Tuple[int, int], s: Tuple
     return dxp
 
 
+def _grouped(a: Array, groups: int) -> Array:
+    """``(R, G*K)`` -> ``(G, R, K)`` view."""
+    return a.reshape(a.shape[0], groups, -1).transpose(1, 0, 2)
+
+
+def _ungrouped(a: Array) -> Array:
+    """``(G, R, K)`` -> ``(R, G*K)``."""
+    return a.transpose(1, 0, 2).reshape(a.shape[1], -1)
+
+
 def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-           use_bias: bool = True, w_init: Any = "he_normal", b_init: Any = "zeros") -> Layer:
+           groups: int = 1, use_bias: bool = True, w_init: Any = "he_normal", b_init: Any = "zeros") -> Layer:
     """2-D cross-correlation over NCHW batches.
 
     Args:
@@ -112,12 +122,14 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         padding: ``p``, ``(PH, PW)`` (zeros on both sides), ``"valid"`` (none) or
             ``"same"`` (output size ``ceil(H / SH)``; the odd pixel goes at the end).
         dilation: ``d`` or ``(DH, DW)``, each >= 1.
+        groups: split channels into this many independent groups; ``C_in`` and
+            ``C_out`` must both be divisible by it (``groups == C_in`` is depthwise).
         use_bias: add a per-channel bias ``b`` of shape ``(C_out,)``.
         w_init, b_init: initializer names or callables (see ``functional_cnn.initializers``).
 
     Returns:
         A Layer mapping ``(N, C_in, H, W)`` to ``(N, C_out, OH, OW)``; params are
-        :class:`Conv2DParams` with ``w`` of shape ``(C_out, C_in, KH, KW)``.
+        :class:`Conv2DParams` with ``w`` of shape ``(C_out, C_in / groups, KH, KW)``.
 
     Raises:
         ValueError/TypeError: for invalid hyperparameters (here), and at init/forward
@@ -129,6 +141,9 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
     s = int_pair(stride, where, "stride")
     dil = int_pair(dilation, where, "dilation")
     pad_spec = resolve_padding(padding, where)
+    g = positive_int(groups, where, "groups")
+    if c_out % g:
+        raise ValueError(f"{where}: out_channels (={c_out}) must be divisible by groups (={g})")
     w_init_fn = get_initializer(w_init, where, "w_init")
     b_init_fn = get_initializer(b_init, where, "b_init")
     if not isinstance(use_bias, bool):
@@ -156,8 +171,10 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         c_in = in_shape[0]
         if c_in < 1:
             raise ValueError(f"{where}: in_shape must have at least one channel, got {in_shape}")
-        fan_in, fan_out = c_in * k[0] * k[1], c_out * k[0] * k[1]
-        w = w_init_fn(rng, (c_out, c_in, k[0], k[1]), fan_in, fan_out, dt)
+        if c_in % g:
+            raise ValueError(f"{where}: input channels (={c_in}) must be divisible by groups (={g})")
+        fan_in, fan_out = (c_in // g) * k[0] * k[1], (c_out // g) * k[0] * k[1]
+        w = w_init_fn(rng, (c_out, c_in // g, k[0], k[1]), fan_in, fan_out, dt)
         b = b_init_fn(rng, (c_out,), fan_in, fan_out, dt) if use_bias else None
         return (c_out, out_hw[0], out_hw[1]), Conv2DParams(w, b)
 
@@ -166,16 +183,19 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         x = float_array(x, where, "x", ndim=4, layout="(N, C, H, W)")
         w = params.w
         same_dtype(x, w, where)
-        if x.shape[1] != w.shape[1]:
+        if x.shape[1] != w.shape[1] * g:
             raise ValueError(
-                f"{where}: x has {x.shape[1]} channels (shape {x.shape}), params expect {w.shape[1]} "
-                f"(w shape {w.shape})"
+                f"{where}: x has {x.shape[1]} channels (shape {x.shape}), params expect {w.shape[1] * g} "
+                f"(w shape {w.shape}, groups {g})"
             )
         pads, out_hw = geometry(x.shape[1:], "x.shape[1:]")
         xp = np.pad(x, ((0, 0), (0, 0)) + pads) if any(sum(p) for p in pads) else x
         cols = im2col(xp, k, s, dil, out_hw)
         w2 = w.reshape(w.shape[0], -1)
-        y = cols @ w2.T  # (N*OH*OW, C_out)
+        if g == 1:
+            y = cols @ w2.T  # (N*OH*OW, C_out)
+        else:
+            y = _ungrouped(_grouped(cols, g) @ w2.reshape(g, -1, w2.shape[1]).transpose(0, 2, 1))
         if params.b is not None:
             y += params.b
         n = x.shape[0]
@@ -189,9 +209,15 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         if tuple(np.shape(dy)) != expected:
             raise ValueError(f"{where}: dy must have shape {expected}, got {np.shape(dy)}")
         dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, w.shape[0])  # (N*OH*OW, C_out)
-        dw = (dy2.T @ cache.cols).reshape(w.shape)
+        w2 = w.reshape(w.shape[0], -1)
+        if g == 1:
+            dw = (dy2.T @ cache.cols).reshape(w.shape)
+            dcols = dy2 @ w2
+        else:
+            dyg = _grouped(dy2, g)  # (G, R, C_out/G)
+            dw = (dyg.transpose(0, 2, 1) @ _grouped(cache.cols, g)).reshape(w.shape)
+            dcols = _ungrouped(dyg @ w2.reshape(g, -1, w2.shape[1]))
         db = dy2.sum(axis=0) if params.b is not None else None
-        dcols = dy2 @ w.reshape(w.shape[0], -1)
         dxp = col2im(dcols, cache.xp_shape, k, s, dil, cache.out_hw)
         (pt, pb), (pl, pr) = cache.pads
         dx = dxp[:, :, pt : hp - pb, pl : wp - pr]
@@ -203,7 +229,8 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
 
     config = dict(out_channels=c_out, kernel_size=k)
     config.update({key: v for key, v, default in (("stride", s, (1, 1)), ("padding", pad_spec, (0, 0)),
-                                                 ("dilation", dil, (1, 1)), ("use_bias", use_bias, True))
+                                                 ("dilation", dil, (1, 1)), ("groups", g, 1),
+                                                 ("use_bias", use_bias, True))
                    if v != default})
     return Layer("conv2d", init, forward, backward, cache_bytes=cache_bytes, config=config)
 

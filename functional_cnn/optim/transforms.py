@@ -1,0 +1,339 @@
+"""Scaling transformations: step sizes, learning rates and moment estimates.
+
+Each factory validates its hyperparameters (a ``ValueError`` names the function,
+the argument and the allowed range) and returns a :class:`GradientTransformation`.
+States are frozen records; a shape comment gives each field. ``P`` stands for a
+tree shaped like ``trainable(params)`` whose arrays have the params' dtype.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import attrs
+import numpy as np
+
+from .._checks import real_number
+from ..layer import Array, readonly
+from ..tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
+from .base import (
+    GradientTransformation,
+    EmptyState,
+    check_grads_against_state,
+    check_state,
+    freeze,
+    freeze_tree,
+    new_count,
+    zeros_like_params,
+)
+
+__all__ = [
+    "ScaleByLearningRateState",
+    "TraceState",
+    "ScaleByAdamState",
+    "ScaleByRmsState",
+    "ScaleByAdagradState",
+    "scale",
+    "scale_by_learning_rate",
+    "learning_rate",
+    "trace",
+    "scale_by_adam",
+    "scale_by_rms",
+    "scale_by_adagrad",
+]
+
+Schedule = Callable[[int], float]
+
+
+@attrs.frozen(eq=False)
+class ScaleByLearningRateState:
+    """State of :func:`scale_by_learning_rate`."""
+
+    count: Array = attrs.field(converter=readonly)          # () int64: updates applied so far
+    learning_rate: Array = attrs.field(converter=readonly)  # () float64: rate the NEXT update applies
+
+
+@attrs.frozen(eq=False)
+class TraceState:
+    """State of :func:`trace` (momentum)."""
+
+    count: Array = attrs.field(converter=readonly)  # () int64
+    trace: Any = attrs.field(converter=freeze_tree)  # P: the momentum buffer
+
+
+@attrs.frozen(eq=False)
+class ScaleByAdamState:
+    """State of :func:`scale_by_adam`."""
+
+    count: Array = attrs.field(converter=readonly)  # () int64
+    mu: Any = attrs.field(converter=freeze_tree)  # P: first moment (mean of grads)
+    nu: Any = attrs.field(converter=freeze_tree)  # P: second moment (mean of grads**2)
+
+
+@attrs.frozen(eq=False)
+class ScaleByRmsState:
+    """State of :func:`scale_by_rms`."""
+
+    count: Array = attrs.field(converter=readonly)  # () int64
+    nu: Any = attrs.field(converter=freeze_tree)  # P: running mean of grads**2
+
+
+@attrs.frozen(eq=False)
+class ScaleByAdagradState:
+    """State of :func:`scale_by_adagrad`."""
+
+    count: Array = attrs.field(converter=readonly)  # () int64
+    sum_of_squares: Any = attrs.field(converter=freeze_tree)  # P: initial value + sum of grads**2
+
+
+def leafwise(fn: Callable[..., Tuple[Array, ...]], n_out: int, grads: Any, *trees: Any) -> Tuple[Any, ...]:
+    """Apply ``fn(g, *others) -> n_out arrays`` over the leaves; one tree per output.
+
+    ``trees`` must have the structure of ``grads`` (checked by the caller).
+    """
+    leaves, treedef = tree_flatten(grads)
+    columns = [tree_leaves(t) for t in trees]
+    rows = [fn(g, *others) for g, *others in zip(leaves, *columns)] if columns else [fn(g) for g in leaves]
+    return tuple(tree_unflatten(treedef, [freeze(r[i]) for r in rows]) for i in range(n_out))
+
+
+def _unit_interval(value: Any, where: str, arg: str) -> float:
+    return real_number(value, where, arg, low=0.0, high=1.0, high_open=True)
+
+
+def _positive(value: Any, where: str, arg: str) -> float:
+    return real_number(value, where, arg, low=0.0, low_open=True)
+
+
+def _bump(count: Array) -> Array:
+    return new_count(int(count) + 1)
+
+
+# ----------------------------------------------------------------------------- scale
+def scale(step_size: float) -> GradientTransformation:
+    """Multiply every update by a constant ``step_size`` (any finite real)."""
+    where = "scale"
+    factor = real_number(step_size, where, "step_size")
+
+    def init(params: Any) -> EmptyState:
+        return EmptyState()
+
+    def update(grads: Any, state: EmptyState, params: Any = None):
+        check_state(where, state, EmptyState)
+        return tree_map(lambda g: freeze(g * factor), grads), state
+
+    return GradientTransformation(init, update, f"scale({factor:g})")
+
+
+def _learning_rate_fn(lr: Union[float, Schedule], where: str) -> Callable[[int], float]:
+    """A checked ``step -> lr`` function: finite and >= 0 at every step."""
+    if callable(lr):
+        schedule = lr
+
+        def at(step: int) -> float:
+            value = schedule(step)
+            try:
+                ok = math.isfinite(value) and value >= 0
+            except TypeError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"{where}: the learning-rate schedule gave {value!r} at step {step}; "
+                    f"learning rates must be finite numbers >= 0"
+                )
+            return float(value)
+
+        at(0)  # fail at construction for schedules that are wrong from the start
+        return at
+    value = real_number(lr, where, "learning_rate", low=0.0)
+    return lambda step: value
+
+
+def scale_by_learning_rate(learning_rate: Union[float, Schedule]) -> GradientTransformation:
+    """Multiply updates by ``-learning_rate``: the descent step.
+
+    Args:
+        learning_rate: a number >= 0, or a schedule ``step -> lr`` (see
+            :mod:`functional_cnn.optim.schedules`) evaluated at the state's count,
+            i.e. 0 for the first update.
+
+    The state holds the count and the rate the *next* update will apply; read it
+    with :func:`learning_rate`.
+    """
+    where = "scale_by_learning_rate"
+    lr_at = _learning_rate_fn(learning_rate, where)
+
+    def init(params: Any) -> ScaleByLearningRateState:
+        return ScaleByLearningRateState(new_count(0), freeze(np.array(lr_at(0), dtype=np.float64)))
+
+    def update(grads: Any, state: ScaleByLearningRateState, params: Any = None):
+        check_state(where, state, ScaleByLearningRateState)
+        step = int(state.count)
+        neg = -lr_at(step)
+        updates = tree_map(lambda g: freeze(neg * g), grads)
+        nxt = freeze(np.array(lr_at(step + 1), dtype=np.float64))
+        return updates, ScaleByLearningRateState(_bump(state.count), nxt)
+
+    shown = f"{learning_rate:g}" if not callable(learning_rate) else repr(learning_rate)
+    return GradientTransformation(init, update, f"scale_by_learning_rate({shown})")
+
+
+def _find(state: Any, cls: type) -> Iterator[Any]:
+    if isinstance(state, cls):
+        yield state
+    elif isinstance(state, (tuple, list)):
+        for s in state:
+            yield from _find(s, cls)
+    elif attrs.has(type(state)):
+        for f in attrs.fields(type(state)):
+            yield from _find(getattr(state, f.name), cls)
+
+
+def learning_rate(state: Any) -> float:
+    """The learning rate the next ``update`` with ``state`` will apply.
+
+    Works on the state of any optimizer containing exactly one
+    :func:`scale_by_learning_rate` (every alias does). To log the rate a step used,
+    read it from the state *passed to* that step: ``learning_rate(state) ==
+    schedule(count)``, with ``count`` the number of updates already applied.
+
+    Raises:
+        ValueError: the state holds no learning rate, or several.
+    """
+    found = list(_find(state, ScaleByLearningRateState))
+    if len(found) != 1:
+        what = "no" if not found else f"{len(found)}"
+        raise ValueError(
+            f"learning_rate: state must contain exactly one ScaleByLearningRateState (from "
+            f"scale_by_learning_rate), found {what}"
+        )
+    return float(found[0].learning_rate)
+
+
+# ----------------------------------------------------------------------------- momentum
+def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
+    """Momentum: ``t = g + decay * t``; the update is ``t`` (or ``g + decay * t``, Nesterov).
+
+    Args:
+        decay: momentum coefficient in [0, 1).
+        nesterov: use Nesterov's look-ahead form.
+    """
+    where = "trace"
+    decay = _unit_interval(decay, where, "decay")
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"{where}: nesterov must be a bool, got {nesterov!r}")
+
+    def init(params: Any) -> TraceState:
+        return TraceState(new_count(0), zeros_like_params(params, where))
+
+    def step(g: Array, t: Array) -> Tuple[Array, Array]:
+        t_new = (g + decay * t).astype(t.dtype, copy=False)
+        u = g + decay * t_new if nesterov else t_new
+        return u.astype(g.dtype, copy=False), t_new
+
+    def update(grads: Any, state: TraceState, params: Any = None):
+        check_state(where, state, TraceState)
+        check_grads_against_state(where, grads, state.trace)
+        updates, t = leafwise(step, 2, grads, state.trace)
+        return updates, TraceState(_bump(state.count), t)
+
+    return GradientTransformation(init, update, f"trace(decay={decay:g}, nesterov={bool(nesterov)})")
+
+
+# ----------------------------------------------------------------------------- adaptive
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0) -> GradientTransformation:
+    """Adam's direction (Kingma & Ba): bias-corrected ``m / (sqrt(v + eps_root) + eps)``.
+
+    ``m = b1 m + (1 - b1) g`` and ``v = b2 v + (1 - b2) g**2``; after ``t`` updates
+    they are divided by ``1 - b1**t`` and ``1 - b2**t``. The sign is kept: chain
+    with :func:`scale_by_learning_rate` to descend.
+
+    Args:
+        b1, b2: decay rates of the moments, each in [0, 1).
+        eps: added to the denominator, > 0.
+        eps_root: added inside the square root, >= 0.
+    """
+    where = "scale_by_adam"
+    b1 = _unit_interval(b1, where, "b1")
+    b2 = _unit_interval(b2, where, "b2")
+    eps = _positive(eps, where, "eps")
+    eps_root = real_number(eps_root, where, "eps_root", low=0.0)
+
+    def init(params: Any) -> ScaleByAdamState:
+        return ScaleByAdamState(new_count(0), zeros_like_params(params, where), zeros_like_params(params, where))
+
+    def update(grads: Any, state: ScaleByAdamState, params: Any = None):
+        check_state(where, state, ScaleByAdamState)
+        check_grads_against_state(where, grads, state.mu)
+        t = int(state.count) + 1
+        c1 = 1.0 - b1**t
+        c2 = 1.0 - b2**t
+
+        def step(g: Array, m: Array, v: Array) -> Tuple[Array, Array, Array]:
+            m = (b1 * m + (1.0 - b1) * g).astype(m.dtype, copy=False)
+            v = (b2 * v + (1.0 - b2) * (g * g)).astype(v.dtype, copy=False)
+            u = (m / c1) / (np.sqrt(v / c2 + eps_root) + eps)
+            return u.astype(g.dtype, copy=False), m, v
+
+        updates, mu, nu = leafwise(step, 3, grads, state.mu, state.nu)
+        return updates, ScaleByAdamState(new_count(t), mu, nu)
+
+    return GradientTransformation(init, update, f"scale_by_adam(b1={b1:g}, b2={b2:g}, eps={eps:g})")
+
+
+def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> GradientTransformation:
+    """RMSProp's direction: ``g / (sqrt(v) + eps)`` with ``v = decay v + (1 - decay) g**2``.
+
+    ``v`` starts at zero and is not bias-corrected (as in Hinton's lecture and PyTorch).
+
+    Args:
+        decay: in [0, 1).
+        eps: > 0.
+    """
+    where = "scale_by_rms"
+    decay = _unit_interval(decay, where, "decay")
+    eps = _positive(eps, where, "eps")
+
+    def init(params: Any) -> ScaleByRmsState:
+        return ScaleByRmsState(new_count(0), zeros_like_params(params, where))
+
+    def step(g: Array, v: Array) -> Tuple[Array, Array]:
+        v = (decay * v + (1.0 - decay) * (g * g)).astype(v.dtype, copy=False)
+        return (g / (np.sqrt(v) + eps)).astype(g.dtype, copy=False), v
+
+    def update(grads: Any, state: ScaleByRmsState, params: Any = None):
+        check_state(where, state, ScaleByRmsState)
+        check_grads_against_state(where, grads, state.nu)
+        updates, nu = leafwise(step, 2, grads, state.nu)
+        return updates, ScaleByRmsState(_bump(state.count), nu)
+
+    return GradientTransformation(init, update, f"scale_by_rms(decay={decay:g}, eps={eps:g})")
+
+
+def scale_by_adagrad(initial_accumulator: float = 0.1, eps: float = 1e-7) -> GradientTransformation:
+    """Adagrad's direction: ``g / (sqrt(s) + eps)`` with ``s = initial_accumulator + sum g**2``.
+
+    Args:
+        initial_accumulator: starting value of ``s``, >= 0.
+        eps: > 0.
+    """
+    where = "scale_by_adagrad"
+    init_acc = real_number(initial_accumulator, where, "initial_accumulator", low=0.0)
+    eps = _positive(eps, where, "eps")
+
+    def init(params: Any) -> ScaleByAdagradState:
+        return ScaleByAdagradState(new_count(0), zeros_like_params(params, where, fill=init_acc))
+
+    def step(g: Array, s: Array) -> Tuple[Array, Array]:
+        s = (s + g * g).astype(s.dtype, copy=False)
+        return (g / (np.sqrt(s) + eps)).astype(g.dtype, copy=False), s
+
+    def update(grads: Any, state: ScaleByAdagradState, params: Any = None):
+        check_state(where, state, ScaleByAdagradState)
+        check_grads_against_state(where, grads, state.sum_of_squares)
+        updates, s = leafwise(step, 2, grads, state.sum_of_squares)
+        return updates, ScaleByAdagradState(_bump(state.count), s)
+
+    return GradientTransformation(
+        init, update, f"scale_by_adagrad(initial_accumulator={init_acc:g}, eps={eps:g})"
+    )

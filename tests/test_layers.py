@@ -1,0 +1,226 @@
+"""One table of layer cases, each run through the same checks (see layer_checks.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import signal, special
+
+import functional_cnn as fc
+from layer_checks import LayerCase, run_all
+
+
+# --- naive references, written independently of the layers -------------------------------
+
+def conv_reference(stride=1, padding=0, dilation=1, groups=1):
+    """Loops over samples and channel pairs with scipy.signal.correlate2d."""
+    s = (stride, stride) if isinstance(stride, int) else stride
+    d = (dilation, dilation) if isinstance(dilation, int) else dilation
+
+    def ref(params, x):
+        w, b = params.w, params.b
+        c_out, cg, kh, kw = w.shape
+        eff = (d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1)
+        if padding == "same":
+            pads = []
+            for size, e, ss in zip(x.shape[2:], eff, s):
+                out = -(-size // ss)
+                tot = max((out - 1) * ss + e - size, 0)
+                pads.append((tot // 2, tot - tot // 2))
+        else:
+            p = (padding, padding) if isinstance(padding, int) else padding
+            pads = [(p[0], p[0]), (p[1], p[1])]
+        xp = np.pad(x, ((0, 0), (0, 0), pads[0], pads[1]))
+        out_per_group = c_out // groups
+        ys = []
+        for n in range(x.shape[0]):
+            chans = []
+            for o in range(c_out):
+                grp = o // out_per_group
+                acc = 0.0
+                for j in range(cg):
+                    k = np.zeros(eff)
+                    k[:: d[0], :: d[1]] = w[o, j]  # dilated kernel
+                    acc = acc + signal.correlate2d(xp[n, grp * cg + j], k, mode="valid")
+                acc = acc[:: s[0], :: s[1]]
+                chans.append(acc + (b[o] if b is not None else 0.0))
+            ys.append(np.stack(chans))
+        return np.stack(ys)
+
+    return ref
+
+
+def pool_reference(size, stride=None, op=np.max):
+    k = size
+    s = stride or size
+
+    def ref(params, x):
+        n, c, h, w = x.shape
+        oh, ow = (h - k) // s + 1, (w - k) // s + 1
+        y = np.empty((n, c, oh, ow))
+        for i in range(oh):
+            for j in range(ow):
+                y[:, :, i, j] = op(x[:, :, i * s : i * s + k, j * s : j * s + k], axis=(2, 3))
+        return y
+
+    return ref
+
+
+def dense_reference(params, x):
+    y = np.einsum("nf,fo->no", x, params.w)
+    return y + params.b if params.b is not None else y
+
+
+def positive(rng, shape):
+    """Distinct positive values: keeps relu/max-pool kinks far from the difference step."""
+    return rng.permutation(np.prod(shape)).reshape(shape) / np.prod(shape) + 0.1
+
+
+def signed(rng, shape):
+    """Distinct values in (-0.5, 0.5), none near the kink at 0 (offset 0.3 of a grid step)."""
+    return positive(rng, shape) - 0.6 + 0.3 / np.prod(shape)
+
+
+relu_ref = lambda p, x: np.maximum(x, 0)  # noqa: E731
+gelu_ref = lambda p, x: x * special.ndtr(x)  # noqa: E731
+
+seed_net = fc.serial(fc.conv2d(4, 3), fc.relu(), fc.max_pool2d(2), fc.flatten(), fc.dense(10))
+seed_net_small = fc.serial(fc.conv2d(4, 3), fc.relu(), fc.max_pool2d(2), fc.flatten(), fc.dense(5))
+
+
+def serial_reference(params, x):
+    conv, _, _, _, dense = params
+    h = np.maximum(conv_reference()(conv, x), 0)
+    h = pool_reference(2)(None, h).reshape(x.shape[0], -1)
+    return dense_reference(dense, h)
+
+
+CASES = [
+    LayerCase("conv2d", fc.conv2d(3, 3), (2, 6, 5), conv_reference()),
+    LayerCase("conv2d-nobias", fc.conv2d(2, 2, use_bias=False), (1, 4, 4), conv_reference()),
+    LayerCase("conv2d-stride2", fc.conv2d(2, 3, stride=2), (2, 7, 7), conv_reference(stride=2)),
+    LayerCase("conv2d-pad1", fc.conv2d(2, 3, padding=1), (2, 5, 5), conv_reference(padding=1)),
+    LayerCase("conv2d-pad-pair", fc.conv2d(2, (3, 2), padding=(2, 1)), (1, 4, 5), conv_reference(padding=(2, 1))),
+    LayerCase("conv2d-same-s2", fc.conv2d(2, 3, stride=2, padding="same"), (2, 6, 7),
+              conv_reference(stride=2, padding="same")),
+    LayerCase("conv2d-same-even-k", fc.conv2d(2, 4, padding="same"), (1, 5, 5), conv_reference(padding="same")),
+    LayerCase("conv2d-dilation", fc.conv2d(2, 3, dilation=2), (2, 7, 7), conv_reference(dilation=2)),
+    LayerCase("conv2d-all", fc.conv2d(3, (2, 3), stride=(2, 1), padding=(1, 2), dilation=(1, 2)), (2, 6, 6),
+              conv_reference(stride=(2, 1), padding=(1, 2), dilation=(1, 2))),
+    LayerCase("conv2d-groups", fc.conv2d(4, 3, groups=2, padding=1), (4, 5, 5), conv_reference(padding=1, groups=2)),
+    LayerCase("conv2d-depthwise", fc.conv2d(3, 3, groups=3), (3, 5, 5), conv_reference(groups=3)),
+    LayerCase("max_pool2d", fc.max_pool2d(2), (2, 6, 6), pool_reference(2), x_fn=positive),
+    LayerCase("max_pool2d-odd", fc.max_pool2d(2), (2, 5, 7), pool_reference(2), x_fn=positive),
+    LayerCase("max_pool2d-overlap", fc.max_pool2d(3, 2), (2, 7, 7), pool_reference(3, 2), x_fn=positive),
+    LayerCase("max_pool2d-s3k2", fc.max_pool2d(2, 3), (1, 8, 8), pool_reference(2, 3), x_fn=positive),
+    LayerCase("avg_pool2d", fc.avg_pool2d(2), (2, 5, 6), pool_reference(2, op=np.mean)),
+    LayerCase("avg_pool2d-overlap", fc.avg_pool2d(3, 1), (2, 5, 5), pool_reference(3, 1, op=np.mean)),
+    LayerCase("global_avg_pool2d", fc.global_avg_pool2d(), (3, 4, 5), lambda p, x: x.mean(axis=(2, 3))),
+    LayerCase("dense", fc.dense(4), (5,), dense_reference),
+    LayerCase("dense-nobias", fc.dense(3, use_bias=False), (4,), dense_reference),
+    LayerCase("flatten", fc.flatten(), (2, 3, 4), lambda p, x: x.reshape(x.shape[0], -1)),
+    LayerCase("reshape", fc.reshape((4, -1)), (2, 3, 4), lambda p, x: x.reshape(x.shape[0], 4, 6)),
+    LayerCase("relu", fc.relu(), (3, 4), relu_ref, x_fn=signed),
+    LayerCase("leaky_relu", fc.leaky_relu(0.2), (7,), lambda p, x: np.where(x > 0, x, 0.2 * x),
+              x_fn=signed),
+    LayerCase("sigmoid", fc.sigmoid(), (6,), lambda p, x: special.expit(x)),
+    LayerCase("tanh", fc.tanh(), (2, 3), lambda p, x: np.tanh(x)),
+    LayerCase("gelu", fc.gelu(), (6,), gelu_ref),
+    LayerCase("gelu-tanh", fc.gelu(approximate=True), (6,),
+              lambda p, x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))),
+    LayerCase("softmax", fc.softmax(), (5,), lambda p, x: special.softmax(x, axis=-1)),
+    LayerCase("softmax-axis1", fc.softmax(axis=1), (3, 2, 2), lambda p, x: special.softmax(x, axis=1)),
+    LayerCase("log_softmax", fc.log_softmax(), (5,), lambda p, x: special.log_softmax(x, axis=-1)),
+    LayerCase("identity", fc.identity(), (3, 2), lambda p, x: x),
+    LayerCase("serial-seed000", seed_net_small, (1, 8, 8), serial_reference, x_fn=positive),
+    LayerCase("serial-nested", fc.serial(fc.serial(fc.dense(4), fc.tanh()), fc.serial(fc.dense(3))), (5,),
+              lambda p, x: dense_reference(p[1][0], np.tanh(dense_reference(p[0][0], x)))),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_layer_passes_common_checks(case):
+    run_all(case)
+
+
+def test_every_builtin_layer_factory_is_in_the_table():
+    names = {c.layer.name for c in CASES}
+    for factory in ("conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "dense", "flatten", "reshape",
+                    "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity", "serial"):
+        assert factory in names
+
+
+def test_seed000_forward_formula_on_its_3x3_example():
+    """Y_i = B_i + sum_j X_j (cross-correlated with) K_ij on the notebook's 3 channels of 3x3 and 2 kernels of 2x2."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 3, 3, 3))
+    w = rng.standard_normal((2, 3, 2, 2))
+    b = rng.standard_normal(2)
+    layer = fc.conv2d(2, 2)
+    y, _ = layer.forward(fc.layers.Conv2DParams(w, b), x)
+    for i in range(2):
+        for r in range(2):
+            for c in range(2):
+                # y_rc = b + k11 x_r,c + k12 x_r,c+1 + k21 x_r+1,c + k22 x_r+1,c+1, summed over input channels j
+                expect = b[i] + sum(
+                    w[i, j, 0, 0] * x[0, j, r, c] + w[i, j, 0, 1] * x[0, j, r, c + 1]
+                    + w[i, j, 1, 0] * x[0, j, r + 1, c] + w[i, j, 1, 1] * x[0, j, r + 1, c + 1]
+                    for j in range(3)
+                )
+                assert y[0, i, r, c] == pytest.approx(expect, rel=1e-12)
+
+
+def test_max_pool_gives_one_gradient_per_all_zero_window():
+    """After ReLU whole windows are 0; the notebook's equality mask would route the gradient 4 times."""
+    layer = fc.max_pool2d(2)
+    x = np.zeros((1, 1, 2, 2))
+    y, cache = layer.forward(None, x)
+    _, dx = layer.backward(None, cache, np.ones_like(y))
+    assert dx.sum() == 1.0 and dx[0, 0, 0, 0] == 1.0
+
+
+def test_relu_derivative_at_zero_is_zero():
+    layer = fc.relu()
+    y, cache = layer.forward(None, np.zeros((1, 3)))
+    _, dx = layer.backward(None, cache, np.ones((1, 3)))
+    np.testing.assert_array_equal(dx, 0.0)
+
+
+def test_sigmoid_and_softmax_do_not_overflow():
+    x = np.array([[-1e4, 0.0, 1e4]], dtype=np.float32)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y, _ = fc.sigmoid().forward(None, x)
+        p, _ = fc.softmax().forward(None, x)
+        lp, _ = fc.log_softmax().forward(None, x)
+    np.testing.assert_array_equal(y, [[0.0, 0.5, 1.0]])
+    np.testing.assert_allclose(p, [[0.0, 0.0, 1.0]])
+    assert np.isfinite(lp[0, 2]) and lp[0, 0] == -2e4
+
+
+def test_params_are_immutable_records():
+    _, params = fc.conv2d(2, 3).init(np.random.default_rng(0), (1, 5, 5))
+    with pytest.raises(Exception):
+        params.w = np.zeros_like(params.w)
+    with pytest.raises(ValueError, match="read-only"):
+        params.w -= 1.0
+    raw = np.ones((2, 1, 3, 3), dtype=np.float32)
+    rebuilt = fc.layers.Conv2DParams(raw, None)
+    raw[...] = 5.0  # the record copied a writeable input: later writes to it do not leak in
+    assert float(rebuilt.w.max()) == 1.0
+
+
+def test_init_is_reproducible_and_uses_only_the_given_generator():
+    net = fc.serial(fc.conv2d(3, 3), fc.relu(), fc.flatten(), fc.dense(4))
+    _, a = net.init(np.random.default_rng(42), (1, 6, 6))
+    _, b = net.init(np.random.default_rng(42), (1, 6, 6))
+    _, c = net.init(np.random.default_rng(43), (1, 6, 6))
+    for x, y in zip(fc.tree_leaves(a), fc.tree_leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0].w, c[0].w)
+
+
+def test_float64_on_request_is_carried_through():
+    net = fc.serial(fc.conv2d(2, 3), fc.relu(), fc.max_pool2d(2), fc.flatten(), fc.dense(3))
+    _, p = net.init(np.random.default_rng(0), (1, 8, 8), dtype=np.float64)
+    assert all(leaf.dtype == np.float64 for leaf in fc.tree_leaves(p))
+    y, _ = net.forward(p, np.zeros((2, 1, 8, 8)))
+    assert y.dtype == np.float64
