@@ -3,7 +3,7 @@
 Params are immutable attrs records with read-only arrays; a layer is a bundle of pure
 functions (see :class:`Layer`); networks are composed with :func:`serial`.
 """
-from . import initializers, layers, tree
+from . import initializers, layers, losses, tree
 from .combinators import serial
 from .gradcheck import GradCheckError, GradCheckReport, check_layer, check_loss
 from .layer import Layer, is_state_field, param_field, readonly, state_field
@@ -23,6 +23,13 @@ from .layers import (
     sigmoid,
     softmax,
     tanh,
+)
+from .losses import (
+    accuracy,
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    mean_squared_error,
+    softmax_cross_entropy,
 )
 from .summary import summary
 from .tree import (
@@ -45,9 +52,11 @@ __all__ = [
     "serial",
     "conv2d", "dense", "flatten", "reshape", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
     "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity",
+    "softmax_cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mean_squared_error",
+    "accuracy",
     "check_layer", "check_loss", "GradCheckError", "GradCheckReport",
     "summary",
     "tree_map", "tree_map_with_path", "tree_leaves", "tree_paths", "tree_flatten", "tree_unflatten",
     "tree_structure", "assert_same_structure", "trainable", "tree_cast",
-    "initializers", "layers", "tree",
+    "initializers", "layers", "losses", "tree",
 ]

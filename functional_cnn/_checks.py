@@ -88,7 +88,7 @@ def float_array(x: Any, where: str, arg: str = "x", *, ndim: Optional[int | Sequ
     guesses a dtype. Rank mismatches raise ``ValueError``.
     """
     if not isinstance(x, np.ndarray):
-        if isinstance(x, (list, tuple)) or np.isscalar(x):
+        if isinstance(x, (list, tuple)) or (np.isscalar(x) and not isinstance(x, (str, bytes))):
             x = np.asarray(x)
         else:
             raise TypeError(f"{where}: {arg} must be a numpy array, got {type(x).__name__}")

@@ -199,7 +199,7 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         if params.b is not None:
             y += params.b
         n = x.shape[0]
-        y = np.ascontiguousarray(y.reshape(n, out_hw[0], out_hw[1], -1).transpose(0, 3, 1, 2))
+        y = np.ascontiguousarray(y.reshape(n, out_hw[0], out_hw[1], w.shape[0]).transpose(0, 3, 1, 2))
         return y, Conv2DCache(cols, tuple(xp.shape), pads, out_hw)
 
     def backward(params: Conv2DParams, cache: Conv2DCache, dy: Array) -> Tuple[Conv2DParams, Array]:

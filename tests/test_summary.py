@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+
+import functional_cnn as fc
+
+LENET = fc.serial(
+    fc.conv2d(6, 5, padding=2), fc.relu(), fc.max_pool2d(2),
+    fc.conv2d(16, 5), fc.relu(), fc.max_pool2d(2),
+    fc.flatten(), fc.dense(120), fc.relu(), fc.dense(84), fc.relu(), fc.dense(10),
+)
+
+
+def test_lenet_summary_counts_and_prints():
+    s = fc.summary(LENET, (1, 28, 28), batch_size=64)
+    assert s.total_params == 61706  # 156 + 2416 + 48120 + 10164 + 850
+    assert [r.out_shape for r in s.rows[1:4]] == [(6, 28, 28), (6, 28, 28), (6, 14, 14)]
+    text = str(s)
+    assert "conv2d(out_channels=6, kernel_size=5x5, padding=2x2)" in text and "61,706" in text
+
+
+def test_summary_cache_bytes_match_a_real_forward_and_scale_with_batch():
+    rng = np.random.default_rng(0)
+    _, params = LENET.init(rng, (1, 28, 28))
+    _, cache = LENET.forward(params, rng.random((8, 1, 28, 28), dtype=np.float32))
+    s = fc.summary(LENET, (1, 28, 28), batch_size=8)
+    assert s.total_cache_bytes == fc.tree.tree_nbytes(cache)
+    assert fc.summary(LENET, (1, 28, 28), batch_size=16).total_cache_bytes == 2 * s.total_cache_bytes
+
+
+def test_summary_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="summary: net must be a Layer"):
+        fc.summary("lenet", (1, 28, 28))
+    with pytest.raises(ValueError, match="summary: batch_size must be an integer >= 1, got 0"):
+        fc.summary(LENET, (1, 28, 28), batch_size=0)
+    with pytest.raises(ValueError, match=r"serial\[0\] \(conv2d\) -> conv2d: in_shape must be \(C, H, W\)"):
+        fc.summary(LENET, (28, 28))
