@@ -1,0 +1,255 @@
+"""Training: a pure step, a loop that yields immutable records, batched evaluation.
+
+* ``step = make_step(net, loss, optimizer)`` is pure:
+  ``step(params, opt_state, (x, y), rng) -> (params, opt_state, StepMetrics)``.
+* ``fit(...)`` is the only place where time passes. It yields a
+  :class:`StepRecord` after every step and an :class:`EpochRecord` (with the
+  params and optimizer state) after every epoch; progress bars, logs,
+  checkpoints and early stopping consume that stream.
+* Randomness is derived from one seed: epoch ``e``'s shuffle uses
+  ``SeedSequence([seed, 0, e])`` and global step ``t``'s forward rng (dropout)
+  uses ``SeedSequence([seed, 1, t])``. So a run is a function of
+  ``(params, opt_state, data, seed)``, and resuming from any step needs only the
+  step number: ``k`` steps, a restart, then ``k`` more equal ``2k`` steps bit for bit.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any, Callable, Iterator, Optional, Tuple, Union
+
+import attrs
+import numpy as np
+import toolz
+
+from ._checks import float_array, positive_int
+from .layer import Layer
+from .losses import accuracy as _accuracy
+from .losses import softmax_cross_entropy
+from .optim import GradientTransformation, apply_updates, learning_rate
+from .tree import tree_leaves_with_paths
+
+__all__ = [
+    "StepMetrics", "StepRecord", "EpochRecord", "EvalResult", "NonFiniteLossError",
+    "make_step", "fit", "evaluate", "predict", "fingerprint", "epoch_order", "step_rng", "batches",
+]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message names the step."""
+
+
+@attrs.frozen
+class StepMetrics:
+    """What one step measured: its loss, the batch accuracy (None when undefined), the rate it used."""
+
+    loss: float
+    accuracy: Optional[float]
+    learning_rate: float
+
+
+@attrs.frozen
+class StepRecord:
+    """Emitted by :func:`fit` after each step."""
+
+    epoch: int
+    step: int  # global steps done, counting this one
+    batch: int  # index of the batch within the epoch
+    batches_per_epoch: int
+    loss: float
+    accuracy: Optional[float]
+    learning_rate: float
+
+
+@attrs.frozen
+class EpochRecord:
+    """Emitted by :func:`fit` after each epoch (or when ``max_steps`` stops it early)."""
+
+    epoch: int
+    step: int
+    loss: float  # mean training loss over the epoch's examples seen in this run
+    accuracy: Optional[float]
+    learning_rate: float  # the rate of the epoch's last step
+    seconds: float
+    test_loss: Optional[float]
+    test_accuracy: Optional[float]
+    params: Any = attrs.field(repr=False)
+    opt_state: Any = attrs.field(repr=False)
+    complete: bool = True  # False when max_steps ended the epoch early
+
+
+@attrs.frozen
+class EvalResult:
+    """Loss and accuracy over a whole dataset."""
+
+    loss: float
+    accuracy: Optional[float]
+    n: int
+
+
+def _batch_accuracy(out: np.ndarray, target: Any) -> Optional[float]:
+    if out.ndim != 2 or out.shape[1] < 2:
+        return None
+    return float(_accuracy(out, target))
+
+
+def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation) -> Callable:
+    """Build the pure training step for ``net``, ``loss`` and ``optimizer``.
+
+    The step runs forward (``train=True``), the loss, backward, the optimizer, and
+    finally ``net.update_state`` so stateful layers (batch norm) take the statistics
+    of this batch. Nothing is modified in place.
+    """
+    if not isinstance(net, Layer):
+        raise TypeError(f"make_step: net must be a Layer, got {type(net).__name__}")
+    if not callable(loss):
+        raise TypeError(f"make_step: loss must be callable (pred, target) -> (value, dpred), got {loss!r}")
+    if not isinstance(optimizer, GradientTransformation):
+        raise TypeError(f"make_step: optimizer must be a GradientTransformation, got {type(optimizer).__name__}")
+
+    def step(params: Any, opt_state: Any, batch: Tuple[np.ndarray, Any],
+             rng: Optional[np.random.Generator] = None) -> Tuple[Any, Any, StepMetrics]:
+        x, y = batch
+        lr = learning_rate(opt_state)
+        out, cache = net.forward(params, x, rng=rng, train=True)
+        value, dout = loss(out, y)
+        grads, _ = net.backward(params, cache, dout)
+        updates, new_state = optimizer.update(grads, opt_state, params)
+        new_params = net.update_state(apply_updates(params, updates), cache)
+        return new_params, new_state, StepMetrics(float(value), _batch_accuracy(out, y), lr)
+
+    return step
+
+
+def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
+    """The example order of ``epoch``: a permutation drawn from ``SeedSequence([seed, 0, epoch])``."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng(np.random.SeedSequence([seed, 0, epoch])).permutation(n)
+
+
+def step_rng(seed: int, step: int) -> np.random.Generator:
+    """The generator handed to forward at global step ``step`` (for dropout and the like)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, 1, step]))
+
+
+def batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Index arrays of consecutive ``batch_size`` chunks of ``order`` (the last may be short)."""
+    return (np.asarray(chunk) for chunk in toolz.partition_all(batch_size, order.tolist()))
+
+
+def _check_data(where: str, x: Any, y: Any) -> Tuple[np.ndarray, np.ndarray]:
+    x = float_array(x, where, "x")
+    y = np.asarray(y)
+    if x.ndim < 1 or y.ndim < 1 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"{where}: x and y must have the same number of examples, got {np.shape(x)} and {y.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{where}: the dataset is empty (0 examples)")
+    return x, y
+
+
+def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformation, data: Tuple[Any, Any], *,
+        epochs: int, batch_size: int, seed: int, opt_state: Any = None, test_data: Optional[Tuple[Any, Any]] = None,
+        start_step: int = 0, max_steps: Optional[int] = None, shuffle: bool = True,
+        eval_batch_size: int = 1000) -> Iterator[Union[StepRecord, EpochRecord]]:
+    """Train ``net`` and yield a record after every step and every epoch.
+
+    Args:
+        net, params, loss, optimizer: what to train and how.
+        data: ``(x, y)`` training arrays.
+        epochs: total epochs (counting those before ``start_step``).
+        batch_size: examples per step; the last batch of an epoch may be smaller.
+        seed: the one seed for shuffling and forward randomness.
+        opt_state: the optimizer state to continue from (default: ``optimizer.init(params)``).
+        test_data: ``(x, y)`` evaluated after each epoch, or None.
+        start_step: global steps already done (to resume; the data order is recomputed).
+        max_steps: stop after this many global steps.
+        shuffle: shuffle each epoch (by the seed).
+
+    Raises:
+        NonFiniteLossError: the loss became NaN or infinite; names the step.
+    """
+    where = "fit"
+    x, y = _check_data(where, *data)
+    epochs = positive_int(epochs, where, "epochs")
+    batch_size = positive_int(batch_size, where, "batch_size")
+    start_step = positive_int(start_step, where, "start_step", minimum=0)
+    if max_steps is not None:
+        max_steps = positive_int(max_steps, where, "max_steps", minimum=0)
+    step_fn = make_step(net, loss, optimizer)
+    state = optimizer.init(params) if opt_state is None else opt_state
+    per_epoch = -(-x.shape[0] // batch_size)
+    first_epoch, skip = divmod(start_step, per_epoch)
+    step = start_step
+    for epoch in range(first_epoch, epochs):
+        if max_steps is not None and step >= max_steps:
+            return
+        t0 = time.perf_counter()
+        order = epoch_order(seed, epoch, x.shape[0], shuffle)
+        loss_sum, correct, seen, lr = 0.0, 0.0, 0, learning_rate(state)
+        done = True
+        for b, idx in enumerate(batches(order, batch_size)):
+            if epoch == first_epoch and b < skip:
+                continue
+            if max_steps is not None and step >= max_steps:
+                done = False
+                break
+            params, state, m = step_fn(params, state, (x[idx], y[idx]), step_rng(seed, step))
+            step += 1
+            if not np.isfinite(m.loss):
+                raise NonFiniteLossError(
+                    f"fit: loss is {m.loss} at step {step} (epoch {epoch + 1}, batch {b + 1} of {per_epoch}); "
+                    f"lower the learning rate or check the data for NaN/Inf")
+            n = len(idx)
+            loss_sum += m.loss * n
+            correct += (m.accuracy or 0.0) * n
+            seen += n
+            lr = m.learning_rate
+            yield StepRecord(epoch + 1, step, b + 1, per_epoch, m.loss, m.accuracy, lr)
+        if seen == 0:
+            return
+        test = evaluate(net, params, test_data, eval_batch_size, loss) if test_data is not None else None
+        acc = correct / seen if m.accuracy is not None else None
+        yield EpochRecord(epoch + 1, step, loss_sum / seen, acc, lr, time.perf_counter() - t0,
+                          test.loss if test else None, test.accuracy if test else None, params, state, done)
+        if not done:
+            return
+
+
+def predict(net: Layer, params: Any, x: Any, batch_size: int = 1000) -> np.ndarray:
+    """Inference (``train=False``) in batches, so memory stays bounded."""
+    x = float_array(x, "predict", "x")
+    batch_size = positive_int(batch_size, "predict", "batch_size")
+    if x.shape[0] == 0:
+        raise ValueError("predict: x is empty (0 examples)")
+    outs = [net.forward(params, x[i : i + batch_size], train=False)[0] for i in range(0, x.shape[0], batch_size)]
+    return np.concatenate(outs)
+
+
+def evaluate(net: Layer, params: Any, data: Tuple[Any, Any], batch_size: int = 1000,
+             loss: Optional[Callable] = None) -> EvalResult:
+    """Mean loss and accuracy of ``net`` on ``data`` in inference mode, batch by batch."""
+    loss = softmax_cross_entropy if loss is None else loss
+    x, y = _check_data("evaluate", *data)
+    batch_size = positive_int(batch_size, "evaluate", "batch_size")
+    total, correct, acc_ok = 0.0, 0.0, True
+    for i in range(0, x.shape[0], batch_size):
+        out = net.forward(params, x[i : i + batch_size], train=False)[0]
+        value, _ = loss(out, y[i : i + batch_size])
+        total += float(value) * out.shape[0]
+        a = _batch_accuracy(out, y[i : i + batch_size])
+        acc_ok = acc_ok and a is not None
+        correct += (a or 0.0) * out.shape[0]
+    n = x.shape[0]
+    return EvalResult(total / n, correct / n if acc_ok else None, n)
+
+
+def fingerprint(tree: Any) -> str:
+    """sha256 over every leaf's path, dtype, shape and bytes: equal iff bit-identical."""
+    h = hashlib.sha256()
+    for path, leaf in tree_leaves_with_paths(tree):
+        a = np.ascontiguousarray(leaf)
+        h.update(f"{path}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
