@@ -130,6 +130,7 @@ CASES = [
     LayerCase("softmax", fc.softmax(), (5,), lambda p, x: special.softmax(x, axis=-1)),
     LayerCase("softmax-axis1", fc.softmax(axis=1), (3, 2, 2), lambda p, x: special.softmax(x, axis=1)),
     LayerCase("log_softmax", fc.log_softmax(), (5,), lambda p, x: special.log_softmax(x, axis=-1)),
+    LayerCase("bias", fc.layers.bias(b_init="he_normal"), (2, 3, 3), lambda p, x: x + p.b),
     LayerCase("identity", fc.identity(), (3, 2), lambda p, x: x),
     LayerCase("serial-seed000", seed_net_small, (1, 8, 8), serial_reference, x_fn=positive),
     LayerCase("serial-nested", fc.serial(fc.serial(fc.dense(4), fc.tanh()), fc.serial(fc.dense(3))), (5,),
@@ -145,7 +146,8 @@ def test_layer_passes_common_checks(case):
 def test_every_builtin_layer_factory_is_in_the_table():
     names = {c.layer.name for c in CASES}
     for factory in ("conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "dense", "flatten", "reshape",
-                    "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity", "serial"):
+                    "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity", "serial",
+                    "bias"):
         assert factory in names
 
 

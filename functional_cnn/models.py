@@ -1,0 +1,51 @@
+"""Named networks: the two seed notebooks' nets and LeNet-5 (used by the CLI, examples, benchmarks).
+
+>>> sorted(MODELS)
+['lenet', 'seed1', 'seed2']
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Tuple
+
+from .combinators import serial
+from .initializers import scaled_normal
+from .layer import Layer
+from .layers import conv2d, dense, flatten, max_pool2d, relu, sigmoid
+from .layers.bias import bias
+
+__all__ = ["MODELS", "build_model", "seed1_net", "seed2_net", "lenet5"]
+
+
+def seed1_net(num_classes: int = 10) -> Layer:
+    """Seed 000's network: conv 4@3x3, ReLU, max-pool 2, flatten, dense; weights N(0, 0.1^2), zero biases."""
+    return serial(conv2d(4, 3, w_init=scaled_normal(0.1)), relu(), max_pool2d(2), flatten(),
+                  dense(num_classes, w_init=scaled_normal(0.1)))
+
+
+def seed2_net(num_classes: int = 2) -> Layer:
+    """Seed 002's network: conv 5@3x3 with one bias per output position, sigmoid, dense 100, sigmoid,
+    dense ``num_classes``, sigmoid; every weight and bias N(0, 1) as in the notebook."""
+    std1 = scaled_normal(1.0)
+    return serial(conv2d(5, 3, use_bias=False, w_init=std1), bias(b_init=std1), sigmoid(), flatten(),
+                  dense(100, w_init=std1, b_init=std1), sigmoid(), dense(num_classes, w_init=std1, b_init=std1),
+                  sigmoid())
+
+
+def lenet5(num_classes: int = 10) -> Layer:
+    """LeNet-5 for 28x28 inputs: conv 6@5x5 (pad 2), ReLU, pool 2, conv 16@5x5, ReLU, pool 2, dense 120, 84, classes."""
+    return serial(conv2d(6, 5, padding=2), relu(), max_pool2d(2), conv2d(16, 5), relu(), max_pool2d(2), flatten(),
+                  dense(120), relu(), dense(84), relu(), dense(num_classes))
+
+
+MODELS: Dict[str, Tuple[Callable[[int], Layer], str]] = {
+    "seed1": (seed1_net, "seed notebook 000: conv 4@3x3, ReLU, max-pool 2, dense"),
+    "seed2": (seed2_net, "seed notebook 002: conv 5@3x3 + per-position bias, sigmoids, dense 100, dense"),
+    "lenet": (lenet5, "LeNet-5: two 5x5 convs with ReLU and max-pool, dense 120-84"),
+}
+
+
+def build_model(name: str, num_classes: int = 10) -> Layer:
+    """The network registered as ``name``; unknown names list the valid choices."""
+    if name not in MODELS:
+        raise ValueError(f"build_model: unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+    return MODELS[name][0](num_classes)
