@@ -22,10 +22,12 @@ so a corrupt or hostile header cannot make it reserve gigabytes. Every problem i
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import zlib
-from typing import BinaryIO, Tuple, Union
+from pathlib import Path
+from typing import BinaryIO, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -37,9 +39,16 @@ __all__ = [
     "read_images_labels",
     "write_idx",
     "idx_bytes",
+    "IDX_FILES",
+    "find_idx_files",
+    "idx_dirs_in_listing",
+    "verify_idx_gzip",
 ]
 
 PathOrBytes = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
+
+#: The four files of MNIST and Fashion-MNIST, each raw or with ``.gz`` appended.
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 #: IDX element-type codes and the big-endian dtypes they stand for.
 IDX_DTYPES = {
@@ -270,3 +279,50 @@ def write_idx(path: Union[str, "os.PathLike[str]"], array: np.ndarray) -> None:
         data = gzip.compress(data, mtime=0)
     with open(path, "wb") as f:
         f.write(data)
+
+
+def find_idx_files(folder: Union[str, "os.PathLike[str]"]) -> Tuple[Dict[str, Path], List[str]]:
+    """``({name: path}, [missing names])`` for :data:`IDX_FILES` in ``folder`` (raw first, then ``.gz``)."""
+    found, missing = {}, []
+    for base in IDX_FILES:
+        for cand in (Path(folder) / base, Path(folder) / f"{base}.gz"):
+            if cand.is_file():
+                found[base] = cand
+                break
+        else:
+            missing.append(base)
+    return found, missing
+
+
+def idx_dirs_in_listing(listing: str) -> List[Path]:
+    """Folders named in a file listing (one path a line, e.g. ``dpkg -L``) that hold any of
+    :data:`IDX_FILES`, in listing order."""
+    dirs: List[Path] = []
+    for line in listing.splitlines():
+        path = Path(line.strip())
+        if path.name.removesuffix(".gz") in IDX_FILES and path.parent not in dirs:
+            dirs.append(path.parent)
+    return dirs
+
+
+def verify_idx_gzip(body: bytes, *, name: str, size: int, sha256: Optional[str] = None,
+                    gz_md5: Optional[str] = None) -> None:
+    """Check a downloaded ``.gz``: it inflates to exactly ``size`` bytes (inflating no
+    more than ``size + 1``), with the given sha256 when known, else the gzip bytes with
+    the given MD5 when known.
+
+    Raises:
+        DatasetError: naming ``name`` and the check that failed.
+    """
+    try:
+        inflater = zlib.decompressobj(wbits=31)
+        raw = inflater.decompress(body, size + 1)
+    except zlib.error as err:
+        raise DatasetError(f"download: {name}: not a valid gzip file ({err})") from err
+    if len(raw) != size or not inflater.eof:
+        got = f"{len(raw)}" if len(raw) <= size else f"more than {size}"
+        raise DatasetError(f"download: {name}: inflates to {got} bytes, expected exactly {size}")
+    if sha256 and hashlib.sha256(raw).hexdigest() != sha256:
+        raise DatasetError(f"download: {name}: sha256 of the inflated file is not {sha256}")
+    if not sha256 and gz_md5 and hashlib.md5(body).hexdigest() != gz_md5:
+        raise DatasetError(f"download: {name}: md5 of the gzip file is not {gz_md5}")
