@@ -101,8 +101,9 @@ def evaluate_mask(mask: Callable[[str, Any], bool], path: str, leaf: Any, where:
     """Call ``mask(path, leaf)`` and insist on a plain boolean answer."""
     answer = mask(path, leaf)
     if not isinstance(answer, (bool, np.bool_)):
+        got = f"array of shape {answer.shape}" if isinstance(answer, np.ndarray) else repr(answer)
         raise TypeError(
-            f"{where}: mask({path!r}, leaf) must return a bool, got {answer!r} ({type(answer).__name__})"
+            f"{where}: mask({path!r}, leaf) must return a bool, got {got} ({type(answer).__name__})"
         )
     return bool(answer)
 

@@ -8,7 +8,7 @@ tree shaped like ``trainable(params)`` whose arrays have the params' dtype.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, Tuple, Union
 
 import attrs
 import numpy as np
@@ -149,6 +149,16 @@ def _learning_rate_fn(lr: Union[float, Schedule], where: str) -> Callable[[int],
     return lambda step: value
 
 
+def _peek(lr_at: Callable[[int], float], step: int) -> Array:
+    """The rate at ``step`` for display in the state; an invalid one shows as NaN
+    here and raises when an update would use it."""
+    try:
+        value = lr_at(step)
+    except ValueError:
+        value = float("nan")
+    return freeze(np.array(value, dtype=np.float64))
+
+
 def scale_by_learning_rate(learning_rate: Union[float, Schedule]) -> GradientTransformation:
     """Multiply updates by ``-learning_rate``: the descent step.
 
@@ -164,15 +174,14 @@ def scale_by_learning_rate(learning_rate: Union[float, Schedule]) -> GradientTra
     lr_at = _learning_rate_fn(learning_rate, where)
 
     def init(params: Any) -> ScaleByLearningRateState:
-        return ScaleByLearningRateState(new_count(0), freeze(np.array(lr_at(0), dtype=np.float64)))
+        return ScaleByLearningRateState(new_count(0), _peek(lr_at, 0))
 
     def update(grads: Any, state: ScaleByLearningRateState, params: Any = None):
         check_state(where, state, ScaleByLearningRateState)
         step = int(state.count)
         neg = -lr_at(step)
         updates = tree_map(lambda g: freeze(neg * g), grads)
-        nxt = freeze(np.array(lr_at(step + 1), dtype=np.float64))
-        return updates, ScaleByLearningRateState(_bump(state.count), nxt)
+        return updates, ScaleByLearningRateState(_bump(state.count), _peek(lr_at, step + 1))
 
     shown = f"{learning_rate:g}" if not callable(learning_rate) else repr(learning_rate)
     return GradientTransformation(init, update, f"scale_by_learning_rate({shown})")
