@@ -319,6 +319,8 @@ def test_parallel_and_fan_out_count_their_inputs():
         net.forward(p, (np.zeros((1, 4), np.float32), np.zeros((1, 5), np.float32)))
     with pytest.raises(ValueError, match=r"fan_out: dy must be a tuple of 2 arrays"):
         fan_out(2).backward(None, (1, 4), (np.zeros((1, 4)),))
+    with pytest.raises(ValueError, match="fan_out: n must be an integer >= 1, got 0"):
+        fan_out(0)
 
 
 def test_conv1d_and_pool1d_bad_inputs():
