@@ -3,20 +3,28 @@
 Params are immutable attrs records with read-only arrays; a layer is a bundle of pure
 functions (see :class:`Layer`); networks are composed with :func:`serial`.
 """
-from . import initializers, layers, losses, tree
+from . import initializers, layers, losses, optim, tree
+from .branching import fan_in_concat, fan_in_sum, fan_out, parallel, residual
 from .combinators import serial
 from .gradcheck import GradCheckError, GradCheckReport, check_layer, check_loss
 from .layer import Layer, is_state_field, param_field, readonly, state_field
 from .layers import (
+    avg_pool1d,
     avg_pool2d,
+    batch_norm,
+    bias,
+    conv1d,
     conv2d,
     dense,
+    dropout,
     flatten,
     gelu,
     global_avg_pool2d,
     identity,
+    layer_norm,
     leaky_relu,
     log_softmax,
+    max_pool1d,
     max_pool2d,
     relu,
     reshape,
@@ -29,8 +37,11 @@ from .losses import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
     mean_squared_error,
+    one_hot_binary_cross_entropy,
     softmax_cross_entropy,
 )
+from .optim import adagrad, adam, adamw, apply_updates, chain, learning_rate, rmsprop, sgd
+from .train import evaluate, fingerprint, fit, make_step, predict
 from .summary import summary
 from .tree import (
     assert_same_structure,
@@ -49,14 +60,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Layer", "param_field", "state_field", "is_state_field", "readonly",
-    "serial",
-    "conv2d", "dense", "flatten", "reshape", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
+    "serial", "residual", "parallel", "fan_out", "fan_in_sum", "fan_in_concat",
+    "conv2d", "conv1d", "dense", "bias", "flatten", "reshape", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
+    "max_pool1d", "avg_pool1d", "dropout", "batch_norm", "layer_norm",
     "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity",
     "softmax_cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mean_squared_error",
-    "accuracy",
+    "one_hot_binary_cross_entropy", "accuracy",
+    "sgd", "adam", "adamw", "rmsprop", "adagrad", "chain", "apply_updates", "learning_rate",
+    "make_step", "fit", "evaluate", "predict", "fingerprint",
     "check_layer", "check_loss", "GradCheckError", "GradCheckReport",
     "summary",
     "tree_map", "tree_map_with_path", "tree_leaves", "tree_paths", "tree_flatten", "tree_unflatten",
     "tree_structure", "assert_same_structure", "trainable", "tree_cast",
-    "initializers", "layers", "losses", "tree",
+    "initializers", "layers", "losses", "optim", "tree",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "softmax_cross_entropy",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "one_hot_binary_cross_entropy",
     "mean_squared_error",
     "accuracy",
 ]
@@ -230,6 +231,23 @@ def binary_cross_entropy(probs: Array, target: Array) -> Tuple[float, Array]:
     grad = p - t
     grad /= p * (1 - p) * dt.type(p.size)
     return float(value), grad.astype(probs.dtype, copy=False)
+
+
+def one_hot_binary_cross_entropy(probs: Array, labels: Array) -> Tuple[float, Array]:
+    """:func:`binary_cross_entropy` of ``probs`` (N, K) against one-hot ``labels`` (N,).
+
+    Seed 002 trained its sigmoid outputs this way (its targets were one-hot columns).
+
+    >>> v, d = one_hot_binary_cross_entropy(np.array([[0.9, 0.1]]), np.array([0]))
+    >>> round(v, 4)
+    0.1054
+    """
+    where = "one_hot_binary_cross_entropy"
+    probs = _pred(probs, where, "probs", ndim=2)
+    labels = _labels(np.asarray(labels), probs.shape[0], probs.shape[1], where)
+    target = np.zeros(probs.shape, dtype=probs.dtype)
+    target[np.arange(probs.shape[0]), labels] = 1
+    return binary_cross_entropy(probs, target)
 
 
 def binary_cross_entropy_with_logits(logits: Array, target: Array) -> Tuple[float, Array]:

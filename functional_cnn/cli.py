@@ -1,0 +1,257 @@
+"""The ``functional-cnn`` command: train, evaluate, summary, gradcheck, plot.
+
+``functional-cnn train`` with no arguments trains LeNet-5 on the embedded
+``mnist-sample`` digits and writes a run directory (see :mod:`functional_cnn.runs`).
+Errors end the program with a one-line message and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from . import losses, optim, runs
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .datasets import DATASETS, DatasetError, load_dataset
+from .gradcheck import GradCheckError, check_layer
+from .layer import Layer
+from .models import MODELS, build_model
+from .reporting import PlotUnavailable, Progress, epoch_line, plot_curves
+from .summary import summary
+from .train import EpochRecord, NonFiniteLossError, StepRecord, evaluate, fit
+
+__all__ = ["main", "OPTIMIZERS", "LOSSES"]
+
+# name -> (factory(lr), default learning rate)
+OPTIMIZERS: Dict[str, Any] = {
+    "sgd": (lambda lr: optim.sgd(lr), 0.05),
+    "momentum": (lambda lr: optim.sgd(lr, momentum=0.9), 0.01),
+    "nesterov": (lambda lr: optim.sgd(lr, momentum=0.9, nesterov=True), 0.01),
+    "adam": (lambda lr: optim.adam(lr), 1e-3),
+    "adamw": (lambda lr: optim.adamw(lr, mask=optim.exclude_paths("*.b")), 1e-3),
+    "rmsprop": (lambda lr: optim.rmsprop(lr), 1e-3),
+    "adagrad": (lambda lr: optim.adagrad(lr), 0.01),
+}
+LOSSES: Dict[str, Callable] = {
+    "cross-entropy": losses.softmax_cross_entropy,
+    "bce-onehot": losses.one_hot_binary_cross_entropy,
+}
+MODEL_LOSS = {"seed2": "bce-onehot"}
+DEFAULTS = dict(model="lenet", dataset="mnist-sample", epochs=8, batch_size=64, optimizer="adam", seed=0)
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _optimizer(name: str, lr: float) -> optim.GradientTransformation:
+    return OPTIMIZERS[name][0](lr)
+
+
+def _load_data(cfg: Dict[str, Any]) -> Any:
+    return load_dataset(cfg["dataset"], seed=cfg["seed"], data_dir=cfg.get("data_dir"),
+                        test_fraction=cfg.get("test_fraction"))
+
+
+def _resolve_train_config(args: argparse.Namespace) -> Dict[str, Any]:
+    if args.resume:
+        cfg = runs.read_config(Path(args.resume))
+        for key in ("epochs", "max_steps"):
+            if getattr(args, key) is not None:
+                cfg[key] = getattr(args, key)
+        return cfg
+    cfg = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in DEFAULTS.items()}
+    cfg["lr"] = args.lr if args.lr is not None else OPTIMIZERS[cfg["optimizer"]][1]
+    cfg["loss"] = args.loss or MODEL_LOSS.get(cfg["model"], "cross-entropy")
+    cfg.update(data_dir=args.data_dir, test_fraction=args.test_fraction, max_steps=args.max_steps)
+    if cfg["lr"] < 0:
+        raise CLIError(f"--lr must be >= 0, got {cfg['lr']}")
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace, out: Any) -> int:
+    cfg = _resolve_train_config(args)
+    data = _load_data(cfg)
+    net = build_model(cfg["model"], data.num_classes)
+    opt = _optimizer(cfg["optimizer"], cfg["lr"])
+    loss = LOSSES[cfg["loss"]]
+    _, params = net.init(np.random.default_rng(np.random.SeedSequence([cfg["seed"], 2])), data.image_shape)
+    run_dir = Path(args.resume or args.out or f"runs/{cfg['model']}-{cfg['dataset']}-seed{cfg['seed']}")
+    state, start, rows = None, 0, []
+    if args.resume:
+        ck = load_checkpoint(run_dir / runs.CHECKPOINT, params_like=params, opt_state_like=opt.init(params))
+        params, state, start = ck.params, ck.opt_state, ck.step
+        rows = [r for r in runs.read_metrics(run_dir) if r["step"] <= start]
+        print(f"resuming {run_dir} at step {start}", file=out)
+    elif (run_dir / runs.CHECKPOINT).exists():
+        raise CLIError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg["versions"] = runs.versions()
+    runs.write_json(run_dir / runs.CONFIG, cfg)
+    print(f"training {cfg['model']} on {data!r} with {cfg['optimizer']} lr={cfg['lr']:g}, "
+          f"batch {cfg['batch_size']}, {cfg['epochs']} epochs, seed {cfg['seed']} -> {run_dir}", file=out)
+    progress = Progress(enabled=not args.quiet)
+    last = None
+    try:
+        for rec in fit(net, params, loss, opt, (data.x_train, data.y_train), epochs=cfg["epochs"],
+                       batch_size=cfg["batch_size"], seed=cfg["seed"], opt_state=state, start_step=start,
+                       max_steps=cfg.get("max_steps"), test_data=(data.x_test, data.y_test)):
+            if isinstance(rec, StepRecord):
+                progress.step(rec)
+                continue
+            progress.close()
+            last = rec
+            rows.append(runs.epoch_metrics(rec))
+            save_checkpoint(run_dir / runs.CHECKPOINT, params=rec.params, opt_state=rec.opt_state, step=rec.step,
+                            config={k: v for k, v in cfg.items() if k != "versions"})
+            runs.write_metrics(run_dir / runs.METRICS, rows)
+            print(epoch_line(rows[-1], cfg["epochs"]), file=out, flush=True)
+    finally:
+        progress.close()
+    if rows and not args.no_plot:
+        try:
+            plot_curves(rows, run_dir / runs.CURVES, title=f"{cfg['model']} on {cfg['dataset']}")
+        except PlotUnavailable as err:
+            print(f"note: no {runs.CURVES}: {err}", file=out)
+    if last is not None and last.test_accuracy is not None:
+        print(f"test accuracy {100 * last.test_accuracy:.2f}% after {last.step} steps; run saved in {run_dir}", file=out)
+    return 0
+
+
+def _checkpoint_path(target: Path) -> Path:
+    return target / runs.CHECKPOINT if target.is_dir() else target
+
+
+def cmd_evaluate(args: argparse.Namespace, out: Any) -> int:
+    path = _checkpoint_path(Path(args.run))
+    raw = load_checkpoint(path)
+    cfg = dict(raw.config or {})
+    if "model" not in cfg:
+        raise CLIError(f"{path} has no model in its config; it was not written by functional-cnn train")
+    cfg.update({k: v for k, v in (("dataset", args.dataset), ("data_dir", args.data_dir)) if v is not None})
+    data = _load_data(cfg)
+    net = build_model(cfg["model"], data.num_classes)
+    _, template = net.init(np.random.default_rng(0), data.image_shape)
+    params = load_checkpoint(path, params_like=template).params
+    res = evaluate(net, params, (data.x_test, data.y_test), args.batch_size, LOSSES[cfg.get("loss", "cross-entropy")])
+    acc = "n/a" if res.accuracy is None else f"{100 * res.accuracy:.2f}%"
+    print(f"{cfg['model']} on {cfg['dataset']} test ({res.n} examples): loss {res.loss:.4f}  accuracy {acc}", file=out)
+    return 0
+
+
+def _shape(text: str) -> tuple:
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(",") if d.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a shape like 1,28,28, got {text!r}") from err
+    if not dims or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes like 1,28,28, got {text!r}")
+    return dims
+
+
+def cmd_summary(args: argparse.Namespace, out: Any) -> int:
+    print(summary(build_model(args.model, args.classes), args.input_shape, batch_size=args.batch_size), file=out)
+    return 0
+
+
+def _leaves(layer: Layer, shape: tuple, rng: np.random.Generator) -> List[tuple]:
+    """(layer, in_shape) for every non-combinator layer of a serial network, in order."""
+    if layer.name == "serial":
+        found = []
+        for child in layer.children:
+            found += _leaves(child, shape, rng)
+            shape = tuple(child.init(rng, shape)[0])
+        return found
+    return [(layer, shape)]
+
+
+def cmd_gradcheck(args: argparse.Namespace, out: Any) -> int:
+    rng = np.random.default_rng(args.seed)
+    failed = 0
+    for i, (layer, shape) in enumerate(_leaves(build_model(args.model, args.classes), args.input_shape, rng)):
+        report = check_layer(layer, rng, shape, batch_size=2, max_checks=args.max_checks, raise_on_fail=False,
+                             x=rng.random((2,) + shape) + 0.05)
+        failed += not report.ok
+        print(f"[{i}] {report.table()}\n", file=out)
+    print(f"{args.model}: {'all layers pass' if not failed else f'{failed} layer(s) FAILED'}", file=out)
+    return 1 if failed else 0
+
+
+def cmd_plot(args: argparse.Namespace, out: Any) -> int:
+    run_dir = Path(args.run)
+    cfg, rows = runs.read_config(run_dir), runs.read_metrics(run_dir)
+    if not rows:
+        raise CLIError(f"{run_dir} has no epochs in {runs.METRICS} yet")
+    path = plot_curves(rows, Path(args.output) if args.output else run_dir / runs.CURVES,
+                       title=f"{cfg.get('model')} on {cfg.get('dataset')}")
+    print(f"wrote {path}", file=out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="functional-cnn", description="Pure-functional CNNs in NumPy.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,summary,gradcheck,plot}")
+    t = sub.add_parser("train", help="train a model and write a run directory")
+    t.add_argument("--model", choices=sorted(MODELS), help="network (default lenet)")
+    t.add_argument("--dataset", choices=list(DATASETS), help="data set (default mnist-sample)")
+    t.add_argument("--epochs", type=int, help="epochs (default 8)")
+    t.add_argument("--batch-size", type=int, help="examples per step (default 64)")
+    t.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="optimizer (default adam)")
+    t.add_argument("--lr", type=float, help="learning rate (default depends on the optimizer)")
+    t.add_argument("--loss", choices=sorted(LOSSES), help="loss (default depends on the model)")
+    t.add_argument("--seed", type=int, help="the one seed: init, split, shuffles (default 0)")
+    t.add_argument("--out", help="run directory (default runs/MODEL-DATASET-seedN)")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR bit-exactly")
+    t.add_argument("--max-steps", type=int, help="stop after this many steps in total")
+    t.add_argument("--data-dir", help="folder with the IDX files of mnist / fashion-mnist")
+    t.add_argument("--test-fraction", type=float, help="held-out share for the bundled sets (default 0.2)")
+    t.add_argument("--no-plot", action="store_true", help="do not write curves.png")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    e = sub.add_parser("evaluate", help="evaluate a run directory or checkpoint on a test set")
+    e.add_argument("run", help="run directory or checkpoint.npz")
+    e.add_argument("--dataset", choices=list(DATASETS), help="data set (default: the run's)")
+    e.add_argument("--data-dir")
+    e.add_argument("--batch-size", type=int, default=1000)
+    for name, helptext in (("summary", "layers, shapes, parameters and cache sizes of a model"),
+                           ("gradcheck", "run the gradient checker on every layer of a model")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--model", choices=sorted(MODELS), default="lenet")
+        s.add_argument("--input-shape", type=_shape, default=(1, 28, 28), help="C,H,W (default 1,28,28)")
+        s.add_argument("--classes", type=int, default=10)
+        if name == "summary":
+            s.add_argument("--batch-size", type=int, default=64)
+        else:
+            s.add_argument("--seed", type=int, default=0)
+            s.add_argument("--max-checks", type=int, default=30, help="elements checked per tensor")
+    pl = sub.add_parser("plot", help="draw the training curves of a run directory")
+    pl.add_argument("run", help="run directory")
+    pl.add_argument("--output", help="PNG path (default RUN/curves.png)")
+    return p
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "summary": cmd_summary, "gradcheck": cmd_gradcheck,
+            "plot": cmd_plot}
+USER_ERRORS = (CLIError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError,
+               CheckpointError, DatasetError, NonFiniteLossError, GradCheckError, ImportError)
+
+
+def main(argv: Optional[Sequence[str]] = None, out: Any = None) -> int:
+    """Entry point of ``functional-cnn`` and ``python -m functional_cnn``; returns the exit status."""
+    out = sys.stdout if out is None else out
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args, out)
+    except USER_ERRORS as err:
+        message = " ".join(str(err).split())  # one line
+        print(f"functional-cnn {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"functional-cnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
