@@ -69,6 +69,11 @@ def _resolve_train_config(args: argparse.Namespace) -> Dict[str, Any]:
     cfg.update(data_dir=args.data_dir, test_fraction=args.test_fraction, max_steps=args.max_steps)
     if cfg["lr"] < 0:
         raise CLIError(f"--lr must be >= 0, got {cfg['lr']}")
+    for key in ("epochs", "batch_size"):
+        if cfg[key] < 1:
+            raise CLIError(f"--{key.replace('_', '-')} must be >= 1, got {cfg[key]}")
+    if cfg["max_steps"] is not None and cfg["max_steps"] < 1:
+        raise CLIError(f"--max-steps must be >= 1, got {cfg['max_steps']}")
     return cfg
 
 
@@ -86,11 +91,11 @@ def cmd_train(args: argparse.Namespace, out: Any) -> int:
         params, state, start = ck.params, ck.opt_state, ck.step
         rows = [r for r in runs.read_metrics(run_dir) if r["step"] <= start]
         print(f"resuming {run_dir} at step {start}", file=out)
-    elif (run_dir / runs.CHECKPOINT).exists():
+    elif (run_dir / runs.CHECKPOINT).exists() or (run_dir / runs.CONFIG).exists():
         raise CLIError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    elif run_dir.exists() and not run_dir.is_dir():
+        raise CLIError(f"--out {run_dir} exists and is not a directory")
     cfg["versions"] = runs.versions()
-    runs.write_json(run_dir / runs.CONFIG, cfg)
     print(f"training {cfg['model']} on {data!r} with {cfg['optimizer']} lr={cfg['lr']:g}, "
           f"batch {cfg['batch_size']}, {cfg['epochs']} epochs, seed {cfg['seed']} -> {run_dir}", file=out)
     progress = Progress(enabled=not args.quiet)
@@ -103,6 +108,9 @@ def cmd_train(args: argparse.Namespace, out: Any) -> int:
                 progress.step(rec)
                 continue
             progress.close()
+            if last is None:  # the run directory appears only once there is a whole epoch to put in it
+                run_dir.mkdir(parents=True, exist_ok=True)
+                runs.write_json(run_dir / runs.CONFIG, cfg)
             last = rec
             rows.append(runs.epoch_metrics(rec))
             save_checkpoint(run_dir / runs.CHECKPOINT, params=rec.params, opt_state=rec.opt_state, step=rec.step,
@@ -191,9 +199,17 @@ def cmd_plot(args: argparse.Namespace, out: Any) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): ``functional-cnn train: error: ...``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="functional-cnn", description="Pure-functional CNNs in NumPy.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,summary,gradcheck,plot}")
+    p = _Parser(prog="functional-cnn", description="Pure-functional CNNs in NumPy.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,summary,gradcheck,plot}",
+                           parser_class=_Parser)
     t = sub.add_parser("train", help="train a model and write a run directory")
     t.add_argument("--model", choices=sorted(MODELS), help="network (default lenet)")
     t.add_argument("--dataset", choices=list(DATASETS), help="data set (default mnist-sample)")
