@@ -30,7 +30,7 @@ OPTIMIZERS: Dict[str, Any] = {
     "sgd": (lambda lr: optim.sgd(lr), 0.05),
     "momentum": (lambda lr: optim.sgd(lr, momentum=0.9), 0.01),
     "nesterov": (lambda lr: optim.sgd(lr, momentum=0.9, nesterov=True), 0.01),
-    "adam": (lambda lr: optim.adam(lr), 1e-3),
+    "adam": (lambda lr: optim.adam(lr), 2e-3),
     "adamw": (lambda lr: optim.adamw(lr, mask=optim.exclude_paths("*.b")), 1e-3),
     "rmsprop": (lambda lr: optim.rmsprop(lr), 1e-3),
     "adagrad": (lambda lr: optim.adagrad(lr), 0.01),
@@ -40,15 +40,21 @@ LOSSES: Dict[str, Callable] = {
     "bce-onehot": losses.one_hot_binary_cross_entropy,
 }
 MODEL_LOSS = {"seed2": "bce-onehot"}
-DEFAULTS = dict(model="lenet", dataset="mnist-sample", epochs=8, batch_size=64, optimizer="adam", seed=0)
+DEFAULTS = dict(model="lenet", dataset="mnist-sample", epochs=10, batch_size=32, optimizer="adam", schedule="cosine",
+                seed=0)
+SCHEDULES = ("cosine", "constant")
 
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
-def _optimizer(name: str, lr: float) -> optim.GradientTransformation:
-    return OPTIMIZERS[name][0](lr)
+def _optimizer(cfg: Dict[str, Any], n_train: int) -> optim.GradientTransformation:
+    """The configured optimizer; ``cosine`` decays the rate to 0 over all the run's steps."""
+    lr: Any = cfg["lr"]
+    if cfg.get("schedule", "constant") == "cosine":
+        lr = optim.cosine_decay_schedule(lr, cfg["epochs"] * -(-n_train // cfg["batch_size"]))
+    return OPTIMIZERS[cfg["optimizer"]][0](lr)
 
 
 def _load_data(cfg: Dict[str, Any]) -> Any:
@@ -81,7 +87,7 @@ def cmd_train(args: argparse.Namespace, out: Any) -> int:
     cfg = _resolve_train_config(args)
     data = _load_data(cfg)
     net = build_model(cfg["model"], data.num_classes)
-    opt = _optimizer(cfg["optimizer"], cfg["lr"])
+    opt = _optimizer(cfg, len(data.x_train))
     loss = LOSSES[cfg["loss"]]
     _, params = net.init(np.random.default_rng(np.random.SeedSequence([cfg["seed"], 2])), data.image_shape)
     run_dir = Path(args.resume or args.out or f"runs/{cfg['model']}-{cfg['dataset']}-seed{cfg['seed']}")
@@ -96,7 +102,7 @@ def cmd_train(args: argparse.Namespace, out: Any) -> int:
     elif run_dir.exists() and not run_dir.is_dir():
         raise CLIError(f"--out {run_dir} exists and is not a directory")
     cfg["versions"] = runs.versions()
-    print(f"training {cfg['model']} on {data!r} with {cfg['optimizer']} lr={cfg['lr']:g}, "
+    print(f"training {cfg['model']} on {data!r} with {cfg['optimizer']} lr={cfg['lr']:g} ({cfg['schedule']}), "
           f"batch {cfg['batch_size']}, {cfg['epochs']} epochs, seed {cfg['seed']} -> {run_dir}", file=out)
     progress = Progress(enabled=not args.quiet)
     last = None
@@ -213,10 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model and write a run directory")
     t.add_argument("--model", choices=sorted(MODELS), help="network (default lenet)")
     t.add_argument("--dataset", choices=list(DATASETS), help="data set (default mnist-sample)")
-    t.add_argument("--epochs", type=int, help="epochs (default 8)")
-    t.add_argument("--batch-size", type=int, help="examples per step (default 64)")
+    t.add_argument("--epochs", type=int, help="epochs (default 10)")
+    t.add_argument("--batch-size", type=int, help="examples per step (default 32)")
     t.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="optimizer (default adam)")
     t.add_argument("--lr", type=float, help="learning rate (default depends on the optimizer)")
+    t.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule over the run (default cosine)")
     t.add_argument("--loss", choices=sorted(LOSSES), help="loss (default depends on the model)")
     t.add_argument("--seed", type=int, help="the one seed: init, split, shuffles (default 0)")
     t.add_argument("--out", help="run directory (default runs/MODEL-DATASET-seedN)")
