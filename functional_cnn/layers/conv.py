@@ -1,26 +1,37 @@
-"""2-D convolution (cross-correlation) over NCHW batches, by im2col and one matmul.
+"""2-D convolution (cross-correlation) over NCHW batches, by im2col and batched matmuls.
 
 ``y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * xpad[n, c, i*sh + p*dh, j*sw + q*dw]``
 
 This is cross-correlation, as in every deep-learning framework; seed notebook 000
 wrote the forward pass with a true convolution but the filter gradient with a
 correlation, so its filter gradient was flipped. The gradient checker catches that.
+
+Layout (chosen by measurement, see ``docs/performance.md``): the patch matrix is
+``cols[n, (c, p, q), t]`` of shape ``(N, C*KH*KW, L)``, so ``w2 @ cols`` yields NCHW
+directly and every copy has the long spatial axis innermost. With stride 1 the
+patches are taken on the *flattened* padded image ("wide" rows of pitch ``Wp``):
+kernel offset ``(p, q)`` is then one contiguous slice starting at ``p*dh*Wp + q*dw``,
+so im2col and col2im move long contiguous runs instead of rows of ``OW`` elements.
+The ``Wp - OW`` columns that wrap around a row are computed and dropped (forward) or
+fed zeros (backward). Other strides use ``L = OH*OW`` (pitch ``OW``).
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import attrs
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .._checks import check_params_type, float_array, same_dtype, float_dtype, int_pair, positive_int, shape_tuple
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
 
-__all__ = ["Conv2DParams", "Conv2DCache", "conv2d", "conv_output_size", "resolve_padding"]
+__all__ = ["Conv2DParams", "Conv2DCache", "conv2d", "conv_output_size", "resolve_padding", "im2col", "col2im"]
 
 Pad = Tuple[Tuple[int, int], Tuple[int, int]]
+#: Inference (``train=False``) builds the patch matrix this many bytes at a time: a
+#: buffer that stays in cache is several times faster than one 58 MB matrix.
+INFERENCE_CHUNK_BYTES = 1 << 21
 
 
 @attrs.frozen(eq=False)
@@ -33,12 +44,14 @@ class Conv2DParams:
 
 @attrs.frozen(eq=False)
 class Conv2DCache:
-    """What backward needs: the im2col matrix and the padded input's shape."""
+    """What backward needs: the patch matrix (or, after a chunked inference pass, the padded input)."""
 
-    cols: Array  # (N*OH*OW, C_in*KH*KW)
+    cols: Optional[Array]  # (N, C_in*KH*KW, L); None when forward ran chunked (train=False)
     xp_shape: Tuple[int, ...]  # (N, C_in, H + pads, W + pads): the padded input's shape
     pads: Pad  # ((top, bottom), (left, right))
     out_hw: Tuple[int, int]  # (OH, OW)
+    pitch: int  # distance between output rows in cols' last axis: Wp (stride 1) or OW
+    xp: Optional[Array] = None  # the padded input, kept only when cols is None
 
 
 def conv_output_size(size: int, kernel: int, stride: int, dilation: int, pad: Tuple[int, int]) -> int:
@@ -70,45 +83,88 @@ def _pads(padding: Any, hw: Tuple[int, int], k: Tuple[int, int], s: Tuple[int, i
     return (ph, ph), (pw, pw)
 
 
-def im2col(xp: Array, k: Tuple[int, int], s: Tuple[int, int], d: Tuple[int, int], out_hw: Tuple[int, int]) -> Array:
-    """Patches of a padded NCHW batch as rows: ``(N*OH*OW, C*KH*KW)``."""
-    n, c = xp.shape[:2]
+def _pad(x: Array, pads: Pad) -> Array:
+    """``x`` zero-padded on H and W, C-contiguous (``np.pad`` costs ~15 us of Python at batch 1)."""
+    (pt, pb), (pl, pr) = pads
+    if pt == pb == pl == pr == 0:
+        return np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    xp = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=x.dtype)
+    xp[:, :, pt : pt + h, pl : pl + w] = x
+    return xp
+
+
+def im2col(xp: Array, k: Tuple[int, int], s: Tuple[int, int], d: Tuple[int, int], out_hw: Tuple[int, int],
+           pitch: int) -> Array:
+    """Patches of a C-contiguous padded NCHW batch: ``(N, C*KH*KW, L)``, one copy.
+
+    ``pitch == Wp`` with stride 1 takes each kernel offset as one contiguous run of
+    ``L = (OH-1)*Wp + OW`` elements of the flattened image; ``pitch == OW`` takes the
+    ``OH*OW`` output positions exactly.
+    """
+    n, c, hp, wp = xp.shape
     oh, ow = out_hw
-    eh, ew = d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1
-    win = sliding_window_view(xp, (eh, ew), axis=(2, 3))  # (N, C, H', W', eh, ew), a view
-    win = win[:, :, : (oh - 1) * s[0] + 1 : s[0], : (ow - 1) * s[1] + 1 : s[1], :: d[0], :: d[1]]
-    # (N, OH, OW, C, KH, KW): one copy into the matmul-friendly layout.
-    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * k[0] * k[1])
+    it = xp.itemsize
+    sn, sc = c * hp * wp * it, hp * wp * it
+    if pitch == wp and s == (1, 1):
+        length = (oh - 1) * wp + ow
+        view = np.ndarray((n, c, k[0], k[1], length), xp.dtype, xp, 0, (sn, sc, d[0] * wp * it, d[1] * it, it))
+    else:
+        length = oh * ow
+        view = np.ndarray((n, c, k[0], k[1], oh, ow), xp.dtype, xp, 0,
+                          (sn, sc, d[0] * wp * it, d[1] * it, s[0] * wp * it, s[1] * it))
+    return view.reshape(n, c * k[0] * k[1], length)  # the reshape is the copy
 
 
 def col2im(dcols: Array, xp_shape: Tuple[int, ...], k: Tuple[int, int], s: Tuple[int, int], d: Tuple[int, int],
-           out_hw: Tuple[int, int]) -> Array:
-    """Adjoint of :func:`im2col`: scatter-add rows back into a padded NCHW array.
+           out_hw: Tuple[int, int], pitch: int) -> Array:
+    """Adjoint of :func:`im2col`: add the rows of ``dcols`` back into a padded NCHW array.
 
-    Loops over the KH*KW kernel offsets only; each iteration is one strided add.
+    One add per kernel offset (``KH*KW`` in all); with stride 1 and ``pitch == Wp`` each is a
+    contiguous run, which needs the wrapped-around columns of ``dcols`` to be zero.
     """
     n, c, hp, wp = xp_shape
     oh, ow = out_hw
-    d6 = dcols.reshape(n, oh, ow, c, k[0], k[1])
-    dxp = np.zeros((n, c, hp, wp), dtype=dcols.dtype)
+    dxp = np.zeros((n, c, hp * wp), dtype=dcols.dtype)
+    length = dcols.shape[-1]
+    d5 = dcols.reshape(n, c, k[0], k[1], length)
+    if pitch == wp and s == (1, 1):
+        for p in range(k[0]):
+            for q in range(k[1]):
+                off = p * d[0] * wp + q * d[1]
+                dxp[:, :, off : off + length] += d5[:, :, p, q]
+        return dxp.reshape(xp_shape)
+    dxp = dxp.reshape(xp_shape)
+    d6 = d5.reshape(n, c, k[0], k[1], oh, ow)
     for p in range(k[0]):
         r0 = p * d[0]
         for q in range(k[1]):
             c0 = q * d[1]
-            dxp[:, :, r0 : r0 + (oh - 1) * s[0] + 1 : s[0], c0 : c0 + (ow - 1) * s[1] + 1 : s[1]] += (
-                d6[:, :, :, :, p, q].transpose(0, 3, 1, 2)
-            )
+            dxp[:, :, r0 : r0 + (oh - 1) * s[0] + 1 : s[0], c0 : c0 + (ow - 1) * s[1] + 1 : s[1]] += d6[:, :, p, q]
     return dxp
 
 
-def _grouped(a: Array, groups: int) -> Array:
-    """``(R, G*K)`` -> ``(G, R, K)`` view."""
-    return a.reshape(a.shape[0], groups, -1).transpose(1, 0, 2)
+def _rows(a: Array, out_hw: Tuple[int, int], pitch: int) -> Array:
+    """View ``(N, C, L)`` with row pitch ``pitch`` as ``(N, C, OH, OW)`` (drops wrapped columns)."""
+    n, c, length = a.shape
+    it = a.itemsize
+    return np.ndarray((n, c) + tuple(out_hw), a.dtype, a, 0, (c * length * it, length * it, pitch * it, it))
 
 
-def _ungrouped(a: Array) -> Array:
-    """``(G, R, K)`` -> ``(R, G*K)``."""
-    return a.transpose(1, 0, 2).reshape(a.shape[1], -1)
+def _frozen(a: Optional[Array]) -> Optional[Array]:
+    """Mark a fresh array read-only so the params record takes it without a copy."""
+    if a is not None:
+        a.flags.writeable = False
+    return a
+
+
+def _grouped_matmul(w2: Array, cols: Array, groups: int) -> Array:
+    """``(C_out, K) x (N, G*K, L) -> (N, C_out, L)`` per group."""
+    if groups == 1:
+        return np.matmul(w2, cols)
+    n, kg, length = cols.shape[0], cols.shape[1] // groups, cols.shape[2]
+    wg = w2.reshape(groups, -1, kg)
+    return np.matmul(wg, cols.reshape(n, groups, kg, length)).reshape(n, -1, length)
 
 
 def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
@@ -148,11 +204,14 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
     b_init_fn = get_initializer(b_init, where, "b_init")
     if not isinstance(use_bias, bool):
         raise TypeError(f"{where}: use_bias must be a bool, got {use_bias!r}")
+    memo: Dict[Tuple[int, int], Tuple[Pad, Tuple[int, int], int]] = {}
 
-    def geometry(in_shape: Shape, arg: str) -> Tuple[Pad, Tuple[int, int]]:
+    def geometry(in_shape: Shape, arg: str) -> Tuple[Pad, Tuple[int, int], int]:
         if len(in_shape) != 3:
             raise ValueError(f"{where}: {arg} must be (C, H, W) per example, got {tuple(in_shape)}")
         hw = (in_shape[1], in_shape[2])
+        if hw in memo:  # a pure function of (H, W): remembered, it costs nothing per step
+            return memo[hw]
         pads = _pads(pad_spec, hw, k, s, dil)
         out_hw = tuple(conv_output_size(hw[i], k[i], s[i], dil[i], pads[i]) for i in range(2))
         if min(out_hw) < 1:
@@ -162,12 +221,16 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
                 f"{where}: kernel (effective size {eff} with dilation {dil}) is larger than the padded "
                 f"input {padded} (input {hw}, padding {pads})"
             )
-        return pads, out_hw  # type: ignore[return-value]
+        wp = hw[1] + sum(pads[1])
+        # Wide rows cost (Wp / OW - 1) extra matmul work; worth it unless the rows are mostly border.
+        pitch = wp if s == (1, 1) and 2 * wp <= 3 * out_hw[1] else out_hw[1]
+        memo[hw] = (pads, out_hw, pitch)  # type: ignore[assignment]
+        return memo[hw]
 
     def init(rng: np.random.Generator, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, Conv2DParams]:
         in_shape = shape_tuple(in_shape, where)
         dt = float_dtype(dtype, where)
-        _, out_hw = geometry(in_shape, "in_shape")
+        _, out_hw, _ = geometry(in_shape, "in_shape")
         c_in = in_shape[0]
         if c_in < 1:
             raise ValueError(f"{where}: in_shape must have at least one channel, got {in_shape}")
@@ -177,6 +240,26 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         w = w_init_fn(rng, (c_out, c_in // g, k[0], k[1]), fan_in, fan_out, dt)
         b = b_init_fn(rng, (c_out,), fan_in, fan_out, dt) if use_bias else None
         return (c_out, out_hw[0], out_hw[1]), Conv2DParams(w, b)
+
+    def emit(y_wide: Array, b: Optional[Array], out_hw: Tuple[int, int], pitch: int, out: Optional[Array]) -> Array:
+        """Add the bias (in place, contiguous) and drop wrapped columns (one strided copy).
+
+        Measured: numpy ufuncs on strided 2-D operands run ~4x slower than on
+        contiguous ones, while a strided copy does not; so add first, then copy.
+        """
+        if b is not None:
+            y_wide += b[:, None]
+        if pitch == out_hw[1]:
+            y = y_wide.reshape(y_wide.shape[:2] + tuple(out_hw))
+            if out is None:
+                return y
+            np.copyto(out, y)
+            return out
+        rows = _rows(y_wide, out_hw, pitch)
+        if out is None:
+            out = np.empty(rows.shape, dtype=y_wide.dtype)
+        np.copyto(out, rows)
+        return out
 
     def forward(params: Conv2DParams, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Conv2DCache]:
         check_params_type(params, Conv2DParams, where)
@@ -188,44 +271,69 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
                 f"{where}: x has {x.shape[1]} channels (shape {x.shape}), params expect {w.shape[1] * g} "
                 f"(w shape {w.shape}, groups {g})"
             )
-        pads, out_hw = geometry(x.shape[1:], "x.shape[1:]")
-        xp = np.pad(x, ((0, 0), (0, 0)) + pads) if any(sum(p) for p in pads) else x
-        cols = im2col(xp, k, s, dil, out_hw)
+        pads, out_hw, pitch = geometry(x.shape[1:], "x.shape[1:]")
+        xp = _pad(x, pads)
         w2 = w.reshape(w.shape[0], -1)
-        if g == 1:
-            y = cols @ w2.T  # (N*OH*OW, C_out)
-        else:
-            y = _ungrouped(_grouped(cols, g) @ w2.reshape(g, -1, w2.shape[1]).transpose(0, 2, 1))
-        if params.b is not None:
-            y += params.b
         n = x.shape[0]
-        y = np.ascontiguousarray(y.reshape(n, out_hw[0], out_hw[1], w.shape[0]).transpose(0, 3, 1, 2))
-        return y, Conv2DCache(cols, tuple(xp.shape), pads, out_hw)
+        per_example = w2.shape[1] * g * ((out_hw[0] - 1) * pitch + out_hw[1]) * x.itemsize
+        if train or n * per_example <= INFERENCE_CHUNK_BYTES:
+            cols = im2col(xp, k, s, dil, out_hw, pitch)
+            y = emit(_grouped_matmul(w2, cols, g), params.b, out_hw, pitch, None)
+            return y, Conv2DCache(cols, tuple(xp.shape), pads, out_hw, pitch)
+        # Inference: build the patch matrix a cache-sized chunk of the batch at a time.
+        step = max(1, INFERENCE_CHUNK_BYTES // per_example)
+        y = np.empty((n, w.shape[0]) + tuple(out_hw), dtype=x.dtype)
+        for i in range(0, n, step):
+            cols = im2col(xp[i : i + step], k, s, dil, out_hw, pitch)
+            emit(_grouped_matmul(w2, cols, g), params.b, out_hw, pitch, y[i : i + step])
+        return y, Conv2DCache(None, tuple(xp.shape), pads, out_hw, pitch, xp)
 
     def backward(params: Conv2DParams, cache: Conv2DCache, dy: Array) -> Tuple[Conv2DParams, Array]:
         w = params.w
-        n, _, hp, wp = cache.xp_shape
-        expected = (n, w.shape[0]) + tuple(cache.out_hw)
-        if tuple(np.shape(dy)) != expected:
+        n = cache.xp_shape[0]
+        oh, ow = cache.out_hw
+        expected = (n, w.shape[0], oh, ow)
+        if np.shape(dy) != expected:
             raise ValueError(f"{where}: dy must have shape {expected}, got {np.shape(dy)}")
-        dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, w.shape[0])  # (N*OH*OW, C_out)
-        w2 = w.reshape(w.shape[0], -1)
+        cols = cache.cols if cache.cols is not None else im2col(cache.xp, k, s, dil, cache.out_hw, cache.pitch)
+        length = cols.shape[-1]
+        c_o = w.shape[0]
+        dy3 = np.ascontiguousarray(dy).reshape(n, c_o, oh * ow)
+        db = None
+        if params.b is not None:  # one gemv over the batch's rows, then a small sum
+            db = (dy3.reshape(n * c_o, oh * ow) @ np.ones(oh * ow, dtype=dy3.dtype)).reshape(n, c_o).sum(axis=0)
+        if cache.pitch == ow:
+            dyw = dy3
+        else:  # zeros in the wrapped columns: they then add nothing to dw or to col2im
+            dyw = np.zeros((n, c_o, oh * cache.pitch), dtype=dy3.dtype)
+            np.copyto(_rows(dyw, cache.out_hw, cache.pitch), dy3.reshape(expected))
+            dyw = dyw[:, :, :length]
+        w2 = w.reshape(c_o, -1)
+        kg = w2.shape[1]
         if g == 1:
-            dw = (dy2.T @ cache.cols).reshape(w.shape)
-            dcols = dy2 @ w2
+            if n == 1:
+                dw2 = dyw[0] @ cols[0].T
+            elif kg >= 8 * c_o:  # measured: the taller operand first is faster for wide patches
+                dw2 = np.matmul(cols, dyw.transpose(0, 2, 1)).sum(axis=0).T
+            else:
+                dw2 = np.matmul(dyw, cols.transpose(0, 2, 1)).sum(axis=0)
+            dcols = np.matmul(w2.T, dyw)
         else:
-            dyg = _grouped(dy2, g)  # (G, R, C_out/G)
-            dw = (dyg.transpose(0, 2, 1) @ _grouped(cache.cols, g)).reshape(w.shape)
-            dcols = _ungrouped(dyg @ w2.reshape(g, -1, w2.shape[1]))
-        db = dy2.sum(axis=0) if params.b is not None else None
-        dxp = col2im(dcols, cache.xp_shape, k, s, dil, cache.out_hw)
+            dyg = dyw.reshape(n, g, c_o // g, length)
+            colsg = cols.reshape(n, g, kg, length)
+            dw2 = np.matmul(dyg, colsg.transpose(0, 1, 3, 2)).sum(axis=0)
+            dcols = np.matmul(w2.reshape(g, -1, kg).transpose(0, 2, 1), dyg).reshape(n, g * kg, length)
+        dxp = col2im(dcols, cache.xp_shape, k, s, dil, cache.out_hw, cache.pitch)
         (pt, pb), (pl, pr) = cache.pads
-        dx = dxp[:, :, pt : hp - pb, pl : wp - pr]
-        return Conv2DParams(dw, db), np.ascontiguousarray(dx)
+        if pt or pb or pl or pr:
+            hp, wp = cache.xp_shape[2:]
+            dxp = np.ascontiguousarray(dxp[:, :, pt : hp - pb, pl : wp - pr])
+        dw = np.ascontiguousarray(dw2).reshape(w.shape)
+        return Conv2DParams(_frozen(dw), _frozen(db)), dxp
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
-        _, (oh, ow) = geometry(tuple(in_shape), "in_shape")
-        return oh * ow * in_shape[0] * k[0] * k[1] * itemsize
+        _, (oh, ow), pitch = geometry(tuple(in_shape), "in_shape")
+        return in_shape[0] * k[0] * k[1] * ((oh - 1) * pitch + ow) * itemsize
 
     config = dict(out_channels=c_out, kernel_size=k)
     config.update({key: v for key, v, default in (("stride", s, (1, 1)), ("padding", pad_spec, (0, 0)),
@@ -233,4 +341,3 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
                                                  ("use_bias", use_bias, True))
                    if v != default})
     return Layer("conv2d", init, forward, backward, cache_bytes=cache_bytes, config=config)
-

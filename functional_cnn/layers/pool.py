@@ -7,11 +7,10 @@ so ties (common after ReLU: an all-zero window) get exactly one gradient.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import attrs
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .._checks import float_array, int_pair, shape_tuple
 from ..layer import Array, Layer, Shape
@@ -43,33 +42,73 @@ def _out_hw(where: str, arg: str, in_shape: Shape, k: Tuple[int, int], s: Tuple[
     return (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1
 
 
-def _windows(x: Array, k: Tuple[int, int], s: Tuple[int, int], out_hw: Tuple[int, int]) -> Array:
-    """A view ``(N, C, OH, OW, KH, KW)`` of the pooling windows (no copy)."""
+def _offsets(k: Tuple[int, int]) -> Tuple[Tuple[int, int], ...]:
+    """Kernel offsets ``(p, q)`` in row-major order (``j = p*KW + q``)."""
+    return tuple((p, q) for p in range(k[0]) for q in range(k[1]))
+
+
+def _view(x: Array, p: int, q: int, s: Tuple[int, int], out_hw: Tuple[int, int]) -> Array:
+    """``x[n, c, i*SH + p, j*SW + q]`` for every output ``(i, j)``: a strided view."""
+    return x[:, :, p : p + (out_hw[0] - 1) * s[0] + 1 : s[0], q : q + (out_hw[1] - 1) * s[1] + 1 : s[1]]
+
+
+def _first_max(views: Sequence[Array]) -> Tuple[Array, Array]:
+    """Element-wise maximum of ``views`` and the index of the first view attaining it (uint8).
+
+    Strict ``>`` keeps the earlier index on ties; every step writes into our own buffers.
+    """
+    if len(views) == 1:
+        return np.array(views[0]), np.zeros(views[0].shape, dtype=np.uint8)
+    small = len(views) <= 256
+    best = np.maximum(views[0], views[1])
+    idx = np.greater(views[1], views[0]).view(np.uint8)
+    if not small:
+        idx = idx.astype(np.intp)
+    for j in range(2, len(views)):
+        gt = np.greater(views[j], best)
+        np.maximum(best, views[j], out=best)
+        if small:  # idx += gt * (j - idx), modulo 256: idx becomes j where gt
+            step = np.subtract(np.uint8(j), idx)
+            step *= gt.view(np.uint8)
+            idx += step
+        else:
+            idx[gt] = j
+    return best, idx
+
+
+def _sum(views: Sequence[Array]) -> Array:
+    """Element-wise sum of equally shaped views into a new array."""
+    total = np.array(views[0]) if len(views) == 1 else np.add(views[0], views[1])
+    for v in views[2:]:
+        total += v
+    return total
+
+
+def _max_pool_blocks(x: Array, k: Tuple[int, int], out_hw: Tuple[int, int]) -> Tuple[Array, Array]:
+    """Max pooling when stride == size, in two stages with long inner loops.
+
+    Columns first: ``x[..., q::KW]`` over whole rows is one long strided run per
+    offset. Then rows, on the ``KH`` times smaller result. Picking, inside the row
+    chosen, the column chosen for that row gives the row-major first maximum.
+    """
+    n, c = x.shape[:2]
     oh, ow = out_hw
-    if s == k:
-        n, c = x.shape[:2]
-        xc = x[:, :, : oh * k[0], : ow * k[1]].reshape(n, c, oh, k[0], ow, k[1])
-        return xc.transpose(0, 1, 2, 4, 3, 5)
-    win = sliding_window_view(x, k, axis=(2, 3))
-    return win[:, :, : (oh - 1) * s[0] + 1 : s[0], : (ow - 1) * s[1] + 1 : s[1]]
-
-
-def _scatter(vals: Array, x_shape: Tuple[int, ...], k: Tuple[int, int], s: Tuple[int, int]) -> Array:
-    """Adjoint of :func:`_windows`: add ``vals`` ``(N, C, OH, OW, KH, KW)`` into an array of ``x_shape``."""
-    n, c, h, w = x_shape
-    _, _, oh, ow = vals.shape[:4]
-    if s == k:
-        block = vals.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, oh * k[0], ow * k[1])
-        if block.shape[2:] == (h, w):
-            return np.ascontiguousarray(block)
-        dx = np.zeros(x_shape, dtype=vals.dtype)
-        dx[:, :, : oh * k[0], : ow * k[1]] = block
-        return dx
-    dx = np.zeros(x_shape, dtype=vals.dtype)
-    for p in range(k[0]):
-        for q in range(k[1]):
-            dx[:, :, p : p + (oh - 1) * s[0] + 1 : s[0], q : q + (ow - 1) * s[1] + 1 : s[1]] += vals[..., p, q]
-    return dx
+    xc = x[:, :, : oh * k[0], : ow * k[1]]
+    cmax, cidx = _first_max([xc[:, :, :, q :: k[1]] for q in range(k[1])])  # (N, C, OH*KH, OW)
+    r5 = cmax.reshape(n, c, oh, k[0], ow)
+    y, ridx = _first_max([r5[:, :, :, p] for p in range(k[0])])
+    c5 = cidx.reshape(n, c, oh, k[0], ow)
+    if k[0] == 1:
+        return y, c5[:, :, :, 0]
+    if k[0] == 2:  # column of the chosen row: c0 + r * (c1 - c0), in uint8
+        col = np.subtract(c5[:, :, :, 1], c5[:, :, :, 0])
+        col *= ridx
+        col += c5[:, :, :, 0]
+    else:
+        col = np.take_along_axis(c5, ridx[:, :, :, None, :], axis=3)[:, :, :, 0]
+    idx = ridx * np.uint8(k[1]) if k[1] > 1 else ridx
+    idx += col
+    return y, idx
 
 
 def _pool_args(where: str, size: Any, stride: Any) -> Tuple[Tuple[int, int], Tuple[int, int]]:
@@ -92,7 +131,8 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
     where = "max_pool2d"
     k, s = _pool_args(where, size, stride)
     kk = k[0] * k[1]
-    idx_dtype = np.uint8 if kk <= 255 else np.intp
+    idx_dtype = np.uint8 if kk <= 256 else np.intp
+    offsets = _offsets(k)
 
     def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
         in_shape = shape_tuple(in_shape, where)
@@ -102,17 +142,30 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
     def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, MaxPoolCache]:
         x = float_array(x, where, "x", ndim=4, layout="(N, C, H, W)")
         out_hw = _out_hw(where, "x.shape[1:]", x.shape[1:], k, s)
-        win = _windows(x, k, s, out_hw).reshape(x.shape[:2] + out_hw + (kk,))  # one copy
-        idx = win.argmax(axis=-1)
-        y = np.take_along_axis(win, idx[..., None], axis=-1)[..., 0]
-        return y, MaxPoolCache(idx.astype(idx_dtype), tuple(x.shape))
+        if s == k and kk <= 255:
+            y, idx = _max_pool_blocks(x, k, out_hw)
+        else:
+            y, idx = _first_max([_view(x, p, q, s, out_hw) for p, q in offsets])
+        return y, MaxPoolCache(idx, tuple(x.shape))
 
     def backward(params: Any, cache: MaxPoolCache, dy: Array) -> Tuple[None, Array]:
-        if tuple(np.shape(dy)) != cache.argmax.shape:
-            raise ValueError(f"{where}: dy must have shape {cache.argmax.shape}, got {np.shape(dy)}")
-        hit = cache.argmax[..., None] == np.arange(kk, dtype=cache.argmax.dtype)
-        vals = (hit * dy[..., None]).reshape(dy.shape + k)
-        return None, _scatter(vals, cache.x_shape, k, s)
+        idx = cache.argmax
+        if np.shape(dy) != idx.shape:
+            raise ValueError(f"{where}: dy must have shape {idx.shape}, got {np.shape(dy)}")
+        out_hw = idx.shape[2:]
+        covered = (out_hw[0] - 1) * s[0] + k[0] == cache.x_shape[2] and (out_hw[1] - 1) * s[1] + k[1] == cache.x_shape[3]
+        if s == k and covered:  # every input position gets exactly one write: no zero fill needed
+            dx = np.empty(cache.x_shape, dtype=dy.dtype)
+        else:
+            dx = np.zeros(cache.x_shape, dtype=dy.dtype)
+        for j, (p, q) in enumerate(offsets):
+            hit = idx == j
+            if s[0] >= k[0] and s[1] >= k[1]:  # windows do not overlap: write in place
+                np.multiply(dy, hit, out=_view(dx, p, q, s, out_hw))
+            else:
+                target = _view(dx, p, q, s, out_hw)
+                target += dy * hit
+        return None, dx
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         oh, ow = _out_hw(where, "in_shape", tuple(in_shape), k, s)
@@ -126,6 +179,7 @@ def avg_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
     where = "avg_pool2d"
     k, s = _pool_args(where, size, stride)
     kk = k[0] * k[1]
+    offsets = _offsets(k)
 
     def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
         in_shape = shape_tuple(in_shape, where)
@@ -135,18 +189,28 @@ def avg_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
     def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, AvgPoolCache]:
         x = float_array(x, where, "x", ndim=4, layout="(N, C, H, W)")
         out_hw = _out_hw(where, "x.shape[1:]", x.shape[1:], k, s)
-        y = _windows(x, k, s, out_hw).sum(axis=(4, 5))
+        if s == k:  # columns, then rows: long inner loops (see _max_pool_blocks)
+            n, c = x.shape[:2]
+            xc = x[:, :, : out_hw[0] * k[0], : out_hw[1] * k[1]]
+            rows = _sum([xc[:, :, :, q :: k[1]] for q in range(k[1])]).reshape(n, c, out_hw[0], k[0], out_hw[1])
+            y = _sum([rows[:, :, :, p] for p in range(k[0])])
+        else:
+            y = _sum([_view(x, p, q, s, out_hw) for p, q in offsets])
         y *= x.dtype.type(1.0 / kk)
         return y, AvgPoolCache(tuple(x.shape))
 
     def backward(params: Any, cache: AvgPoolCache, dy: Array) -> Tuple[None, Array]:
         n, c, h, w = cache.x_shape
-        expected = (n, c) + _out_hw(where, "x.shape[1:]", (c, h, w), k, s)
-        if tuple(np.shape(dy)) != expected:
+        out_hw = _out_hw(where, "x.shape[1:]", (c, h, w), k, s)
+        expected = (n, c) + out_hw
+        if np.shape(dy) != expected:
             raise ValueError(f"{where}: dy must have shape {expected}, got {np.shape(dy)}")
         share = dy * dy.dtype.type(1.0 / kk)
-        vals = np.broadcast_to(share[..., None, None], dy.shape + k)
-        return None, _scatter(vals, cache.x_shape, k, s)
+        dx = np.zeros(cache.x_shape, dtype=dy.dtype)
+        for p, q in offsets:
+            target = _view(dx, p, q, s, out_hw)
+            target += share
+        return None, dx
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         return 0
