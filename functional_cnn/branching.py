@@ -138,7 +138,7 @@ def residual(block: Layer, projection: Optional[Layer] = None) -> Layer:
 
     known = all(c.cache_bytes is not None for c in children)
     return Layer(where, init, forward, backward, update_state=update_state,
-                 cache_bytes=cache_bytes if known else None, children=children)
+                 cache_bytes=cache_bytes if known else None, children=children, rebuild=residual)
 
 
 def parallel(*layers: Layer) -> Layer:
@@ -188,7 +188,7 @@ def parallel(*layers: Layer) -> Layer:
 
     known = all(c.cache_bytes is not None for c in children)
     return Layer(where, init, forward, backward, update_state=update_state,
-                 cache_bytes=cache_bytes if known else None, children=children)
+                 cache_bytes=cache_bytes if known else None, children=children, rebuild=parallel)
 
 
 def fan_out(n: int) -> Layer:

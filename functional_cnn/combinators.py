@@ -134,4 +134,4 @@ def serial(*layers: Layer) -> Layer:
 
     known = all(c.cache_bytes is not None for c in children)
     return Layer(where, init, forward, backward, update_state=update_state,
-                 cache_bytes=cache_bytes if known else None, children=children)
+                 cache_bytes=cache_bytes if known else None, children=children, rebuild=serial)

@@ -112,6 +112,8 @@ class Layer:
         config: the hyperparameters the layer was built with (for display and
             checkpoint manifests).
         children: sub-layers of a combinator, in order.
+        rebuild: for a combinator, ``rebuild(*children)`` makes the same combinator
+            over other children (used to wrap every layer, e.g. by ``debug``).
     """
 
     name: str
@@ -122,6 +124,7 @@ class Layer:
     cache_bytes: Optional[Callable[[Shape, int], int]] = None
     config: Mapping[str, Any] = attrs.field(factory=dict)
     children: Tuple["Layer", ...] = ()
+    rebuild: Optional[Callable[..., "Layer"]] = None
 
     def describe(self) -> str:
         """``name(k=v, ...)`` with the construction arguments."""

@@ -1,19 +1,20 @@
 """Named networks: the two seed notebooks' nets and LeNet-5 (used by the CLI, examples, benchmarks).
 
 >>> sorted(MODELS)
-['lenet', 'seed1', 'seed2']
+['lenet', 'resnet-small', 'seed1', 'seed2']
 """
 from __future__ import annotations
 
 from typing import Callable, Dict, Tuple
 
+from .branching import residual
 from .combinators import serial
 from .initializers import scaled_normal
 from .layer import Layer
-from .layers import conv2d, dense, flatten, max_pool2d, relu, sigmoid
+from .layers import batch_norm, conv2d, dense, dropout, flatten, global_avg_pool2d, max_pool2d, relu, sigmoid
 from .layers.bias import bias
 
-__all__ = ["MODELS", "build_model", "seed1_net", "seed2_net", "lenet5"]
+__all__ = ["MODELS", "build_model", "seed1_net", "seed2_net", "lenet5", "resnet_small"]
 
 
 def seed1_net(num_classes: int = 10) -> Layer:
@@ -37,10 +38,27 @@ def lenet5(num_classes: int = 10) -> Layer:
                   dense(120), relu(), dense(84), relu(), dense(num_classes))
 
 
+def _basic_block(channels: int) -> Layer:
+    """Two 3x3 convs with batch norm around an identity shortcut, then ReLU."""
+    branch = serial(conv2d(channels, 3, padding=1, use_bias=False), batch_norm(), relu(),
+                    conv2d(channels, 3, padding=1, use_bias=False), batch_norm())
+    return serial(residual(branch), relu())
+
+
+def resnet_small(num_classes: int = 10) -> Layer:
+    """A small residual CNN with batch norm: stem 16@3x3 + pool, a 16-channel block, a stride-2 conv
+    to 32 channels, a 32-channel block, global average pool, dropout 0.1, dense (28k params)."""
+    return serial(conv2d(16, 3, padding=1, use_bias=False), batch_norm(), relu(), max_pool2d(2),
+                  _basic_block(16),
+                  conv2d(32, 3, stride=2, padding=1, use_bias=False), batch_norm(), relu(),
+                  _basic_block(32), global_avg_pool2d(), dropout(0.1), dense(num_classes))
+
+
 MODELS: Dict[str, Tuple[Callable[[int], Layer], str]] = {
     "seed1": (seed1_net, "seed notebook 000: conv 4@3x3, ReLU, max-pool 2, dense"),
     "seed2": (seed2_net, "seed notebook 002: conv 5@3x3 + per-position bias, sigmoids, dense 100, dense"),
     "lenet": (lenet5, "LeNet-5: two 5x5 convs with ReLU and max-pool, dense 120-84"),
+    "resnet-small": (resnet_small, "two residual blocks with batch norm, global average pool, dropout"),
 }
 
 

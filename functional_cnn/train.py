@@ -23,6 +23,7 @@ import numpy as np
 import toolz
 
 from ._checks import float_array, positive_int
+from .debug import debug as debug_layers
 from .layer import Layer
 from .losses import accuracy as _accuracy
 from .losses import softmax_cross_entropy
@@ -93,12 +94,14 @@ def _batch_accuracy(out: np.ndarray, target: Any) -> Optional[float]:
     return float(_accuracy(out, target))
 
 
-def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation) -> Callable:
+def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, debug: bool = False) -> Callable:
     """Build the pure training step for ``net``, ``loss`` and ``optimizer``.
 
     The step runs forward (``train=True``), the loss, backward, the optimizer, and
     finally ``net.update_state`` so stateful layers (batch norm) take the statistics
-    of this batch. Nothing is modified in place.
+    of this batch. Nothing is modified in place. With ``debug=True`` every layer's
+    outputs and gradients are checked and the first NaN/Inf raises
+    :class:`functional_cnn.debug.NonFiniteError` naming the layer and direction.
     """
     if not isinstance(net, Layer):
         raise TypeError(f"make_step: net must be a Layer, got {type(net).__name__}")
@@ -106,6 +109,8 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation) -> 
         raise TypeError(f"make_step: loss must be callable (pred, target) -> (value, dpred), got {loss!r}")
     if not isinstance(optimizer, GradientTransformation):
         raise TypeError(f"make_step: optimizer must be a GradientTransformation, got {type(optimizer).__name__}")
+    if debug:
+        net = debug_layers(net)
 
     def step(params: Any, opt_state: Any, batch: Tuple[np.ndarray, Any],
              rng: Optional[np.random.Generator] = None) -> Tuple[Any, Any, StepMetrics]:
@@ -151,7 +156,7 @@ def _check_data(where: str, x: Any, y: Any) -> Tuple[np.ndarray, np.ndarray]:
 def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformation, data: Tuple[Any, Any], *,
         epochs: int, batch_size: int, seed: int, opt_state: Any = None, test_data: Optional[Tuple[Any, Any]] = None,
         start_step: int = 0, max_steps: Optional[int] = None, shuffle: bool = True,
-        eval_batch_size: int = 1000) -> Iterator[Union[StepRecord, EpochRecord]]:
+        eval_batch_size: int = 1000, debug: bool = False) -> Iterator[Union[StepRecord, EpochRecord]]:
     """Train ``net`` and yield a record after every step and every epoch.
 
     Args:
@@ -165,9 +170,11 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
         start_step: global steps already done (to resume; the data order is recomputed).
         max_steps: stop after this many global steps.
         shuffle: shuffle each epoch (by the seed).
+        debug: check every layer's outputs and gradients for NaN/Inf (see ``functional_cnn.debug``).
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite; names the step.
+        NonFiniteError: with ``debug``, the first layer and direction where NaN/Inf appeared.
     """
     where = "fit"
     x, y = _check_data(where, *data)
@@ -176,7 +183,7 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
     start_step = positive_int(start_step, where, "start_step", minimum=0)
     if max_steps is not None:
         max_steps = positive_int(max_steps, where, "max_steps", minimum=0)
-    step_fn = make_step(net, loss, optimizer)
+    step_fn = make_step(net, loss, optimizer, debug=debug)
     state = optimizer.init(params) if opt_state is None else opt_state
     per_epoch = -(-x.shape[0] // batch_size)
     first_epoch, skip = divmod(start_step, per_epoch)

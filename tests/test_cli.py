@@ -92,7 +92,7 @@ def test_module_entry_point_runs():
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["train", "--model", "vgg"], "invalid choice: 'vgg' (choose from 'lenet', 'seed1', 'seed2')"),
+    (["train", "--model", "vgg"], "invalid choice: 'vgg' (choose from 'lenet', 'resnet-small', 'seed1', 'seed2')"),
     (["train", "--dataset", "cifar"], "invalid choice: 'cifar' (choose from 'mnist-sample', 'digits'"),
     (["train", "--optimizer", "lion"], "invalid choice: 'lion' (choose from 'adagrad', 'adam'"),
     (["train", "--epochs", "zero"], "argument --epochs: invalid int value: 'zero'"),
