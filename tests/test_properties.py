@@ -1,12 +1,12 @@
 """Property tests: conv2d and pooling agree with naive references over random geometry."""
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import functional_cnn as fc
 from test_layers import conv_reference, pool_reference
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings()  # budget from the profile chosen in conftest.py (ci or --fuzz=long)
 
 
 @st.composite
