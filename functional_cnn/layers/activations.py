@@ -34,8 +34,12 @@ def _shape_init(where: str, min_rank: int = 0) -> Callable:
 
 
 def _elementwise(where: str, fwd: Callable[[Array], Tuple[Array, Array]],
-                 bwd: Callable[[Array, Array], Array], config: dict | None = None) -> Layer:
-    """A Layer from ``fwd(x) -> (y, saved)`` and ``bwd(saved, dy) -> dx``."""
+                 bwd: Callable[[Array, Array], Array], config: dict | None = None, saved_itemsize: int = 0) -> Layer:
+    """A Layer from ``fwd(x) -> (y, saved)`` and ``bwd(saved, dy) -> dx``.
+
+    ``saved_itemsize`` is the bytes per element of ``saved`` when it is not the input's
+    dtype (1 for a boolean mask).
+    """
 
     def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, ActivationCache]:
         x = float_array(x, where, "x")
@@ -50,38 +54,57 @@ def _elementwise(where: str, fwd: Callable[[Array], Tuple[Array, Array]],
         return None, bwd(cache.saved, dy)
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
-        return int(np.prod(in_shape)) * itemsize
+        return int(np.prod(in_shape)) * (saved_itemsize or itemsize)
 
     return Layer(where, _shape_init(where), forward, backward, cache_bytes=cache_bytes, config=config or {})
 
 
 def relu() -> Layer:
-    """``max(x, 0)``; derivative 0 at 0 (the seed notebook used 1)."""
+    """``max(x, 0)``; derivative 0 at 0 (the seed notebook used 1).
+
+    The cache is the boolean mask ``x > 0`` (1 byte an element): measured, ``dy * mask``
+    with the mask made in forward costs half of ``dy * (y > 0)`` made in backward.
+    """
 
     def fwd(x: Array) -> Tuple[Array, Array]:
-        y = np.maximum(x, 0)
-        return y, y
+        return np.maximum(x, 0), np.greater(x, 0)
 
-    return _elementwise("relu", fwd, lambda y, dy: dy * (y > 0))
+    return _elementwise("relu", fwd, lambda mask, dy: np.multiply(dy, mask), saved_itemsize=1)
 
 
 def leaky_relu(negative_slope: float = 0.01) -> Layer:
     """``x`` where ``x > 0`` else ``negative_slope * x``."""
     a = real_number(negative_slope, "leaky_relu", "negative_slope", low=0.0)
 
+    # np.where is ~10x slower than plain arithmetic here: scale by a + (1 - a) * [x > 0].
     def fwd(x: Array) -> Tuple[Array, Array]:
-        return np.where(x > 0, x, x * x.dtype.type(a)), x
+        mask = np.greater(x, 0)
+        return x * _slope(mask, a, x.dtype), mask
 
-    def bwd(x: Array, dy: Array) -> Array:
-        return np.where(x > 0, dy, dy * dy.dtype.type(a))
+    def bwd(mask: Array, dy: Array) -> Array:
+        return dy * _slope(mask, a, dy.dtype)
 
-    return _elementwise("leaky_relu", fwd, bwd, dict(negative_slope=a))
+    return _elementwise("leaky_relu", fwd, bwd, dict(negative_slope=a), saved_itemsize=1)
+
+
+def _slope(mask: Array, a: float, dtype: np.dtype) -> Array:
+    """``1`` where ``mask`` else ``a``, in ``dtype``."""
+    t = dtype.type
+    out = np.full(mask.shape, t(1.0 - a), dtype=dtype)
+    out *= mask
+    out += t(a)
+    return out
 
 
 def _sigmoid(x: Array) -> Array:
-    # exp of a non-positive number only: no overflow for any input.
+    # exp of a non-positive number only: no overflow for any input, and full relative
+    # accuracy for tiny outputs. num is 1 for x >= 0 and e for x < 0, without np.where.
     e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    num = np.multiply(e, np.less(x, 0))
+    num += np.greater_equal(x, 0)
+    e += 1
+    num /= e
+    return num
 
 
 def sigmoid() -> Layer:
