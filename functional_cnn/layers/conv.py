@@ -32,6 +32,8 @@ Pad = Tuple[Tuple[int, int], Tuple[int, int]]
 #: Inference (``train=False``) builds the patch matrix this many bytes at a time: a
 #: buffer that stays in cache is several times faster than one 58 MB matrix.
 INFERENCE_CHUNK_BYTES = 1 << 21
+#: Backward makes the patch gradient (``KH*KW`` times the input) this many bytes at a time.
+BACKWARD_CHUNK_BYTES = 1 << 20
 
 
 @attrs.frozen(eq=False)
@@ -201,15 +203,18 @@ def _backward_wide(w2: Array, cols: Array, dy: Array, cache: "Conv2DCache", k: T
               dy.transpose(1, 0, 2, 3))
     dyn = dyt.transpose(1, 0, 2)  # (N, C_out, Hp*Wp) view
     dw2 = _weight_grad(dyn[:, :, : cols.shape[-1]], cols, groups)
-    d4 = _grouped_matmul(w2, dyn, groups, transpose=True).reshape(n, c_in, k[0] * k[1], hw)
     # One flat channel-major buffer: offset (p, q) adds onto one contiguous run. Runs spill
     # past a channel's end only from wrapped positions, whose gradient is exactly zero.
-    size = c_in * n * hw
+    # The patch gradient is made a few images at a time so that it stays in cache.
+    size, kk = c_in * n * hw, k[0] * k[1]
     dxt = np.zeros(size + (k[0] - 1) * d[0] * wp + (k[1] - 1) * d[1], dtype=dy.dtype)
-    for j, (p, q) in enumerate((p, q) for p in range(k[0]) for q in range(k[1])):
-        off = p * d[0] * wp + q * d[1]
-        target = dxt[off : off + size].reshape(c_in, n, hw)
-        target += d4[:, :, j].transpose(1, 0, 2)
+    offsets = [p * d[0] * wp + q * d[1] for p in range(k[0]) for q in range(k[1])]
+    step = max(1, BACKWARD_CHUNK_BYTES // (c_in * kk * hw * dy.itemsize))
+    for n0 in range(0, n, step):
+        d4 = _grouped_matmul(w2, dyn[n0 : n0 + step], groups, transpose=True).reshape(-1, c_in, kk, hw)
+        for j, off in enumerate(offsets):
+            target = dxt[off : off + size].reshape(c_in, n, hw)[:, n0 : n0 + step]
+            target += d4[:, :, j].transpose(1, 0, 2)
     return dw2, dxt[:size].reshape(c_in, n, hp, wp).transpose(1, 0, 2, 3)
 
 
