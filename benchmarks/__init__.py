@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m benchmarks.bench`` (see bench.py and docs/performance.md)."""
