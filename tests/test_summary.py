@@ -21,7 +21,8 @@ def test_lenet_summary_counts_and_prints():
 def test_summary_cache_bytes_match_a_real_forward_and_scale_with_batch():
     rng = np.random.default_rng(0)
     _, params = LENET.init(rng, (1, 28, 28))
-    _, cache = LENET.forward(params, rng.random((8, 1, 28, 28), dtype=np.float32))
+    # Summary sizes the training cache; an inference forward (train=False) may keep less (conv2d chunks it).
+    _, cache = LENET.forward(params, rng.random((8, 1, 28, 28), dtype=np.float32), train=True)
     s = fc.summary(LENET, (1, 28, 28), batch_size=8)
     assert s.total_cache_bytes == fc.tree.tree_nbytes(cache)
     assert fc.summary(LENET, (1, 28, 28), batch_size=16).total_cache_bytes == 2 * s.total_cache_bytes
