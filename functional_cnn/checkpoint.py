@@ -1,0 +1,400 @@
+"""Checkpoints: params, optimizer state, rng and step in one ``.npz``, written atomically.
+
+A checkpoint is a zip of ``.npy`` members, readable by ``np.load(path)``: one member
+per array leaf, keyed by group and tree path (``"params/0.w"``, ``"opt_state/1.mu.0.w"``),
+and ``"manifest.json"``, a uint8 array holding UTF-8 JSON: format and version, step,
+config, extra, the rng's bit-generator state, every key with its dtype, shape and leaf
+kind, and a sha256 over all of it, checked on load. Nothing is pickled, and a member
+that would need unpickling is refused unread.
+
+The file appears whole or not at all: it is written to a temporary file in the same
+folder, flushed, fsynced, moved over ``path`` with ``os.replace``, and the folder is
+fsynced. On any error the temporary file is removed and a previous checkpoint at
+``path`` is left as it was.
+
+>>> import tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
+>>> _ = save_checkpoint(path, params=(np.ones(2, np.float32), None), step=7)
+>>> ck = load_checkpoint(path, params_like=(np.zeros(2, np.float32), None))
+>>> ck.step, ck.params
+(7, (array([1., 1.], dtype=float32), None))
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import zipfile
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Tuple
+
+import attrs
+import numpy as np
+
+from ._checks import positive_int
+from .tree import tree_leaves_with_paths, tree_structure, tree_unflatten
+
+__all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "atomic_write"]
+
+FORMAT = "functional_cnn.checkpoint"
+VERSION = 1
+MANIFEST = "manifest.json"
+GROUPS = ("params", "opt_state")
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+class CheckpointError(Exception):
+    """A checkpoint could not be loaded. ``reason`` is one of :attr:`REASONS`:
+
+    ``missing`` no such file; ``empty`` zero bytes; ``truncated`` cut short;
+    ``corrupt`` damaged (CRC or sha256 mismatch, inconsistent members); ``format`` not
+    an npz, or an npz that is not a checkpoint; ``pickle`` holds an object array that
+    would need unpickling; ``mismatch`` its trees do not fit the templates given
+    (another architecture).
+    """
+
+    REASONS = ("missing", "empty", "truncated", "corrupt", "format", "pickle", "mismatch")
+
+    def __init__(self, path: Any, reason: str, message: str) -> None:
+        super().__init__(f"load_checkpoint: {path}: {message} [{reason}]")
+        self.path = path
+        self.reason = reason
+
+
+@attrs.frozen(eq=False)
+class Checkpoint:
+    """What :func:`load_checkpoint` returns.
+
+    Attributes:
+        params, opt_state: rebuilt in the templates' structure, or, without a
+            template, dicts ``{path: leaf}`` (``None`` when saved as ``None``).
+        rng: a Generator continuing the saved stream, or None.
+        step: the step saved. config, extra: the saved JSON values.
+        manifest: the parsed manifest.
+    """
+
+    params: Any
+    opt_state: Any
+    rng: Optional[np.random.Generator]
+    step: int
+    config: Any
+    extra: Any
+    manifest: Dict[str, Any]
+
+
+def atomic_write(path: Any, write: Callable[[BinaryIO], None]) -> Path:
+    """Create or replace ``path`` with what ``write(file)`` writes, all or nothing.
+
+    Writes a temporary file beside ``path``, fsyncs it, renames it over ``path`` and
+    fsyncs the folder. If anything fails the temporary file is deleted and ``path`` is
+    untouched.
+    """
+    path = Path(os.fspath(path)).absolute()
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # platforms where a folder cannot be opened (Windows)
+        return path
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def _c_order(arr: np.ndarray) -> np.ndarray:
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
+def _leaf_array(leaf: Any, where: str) -> Tuple[np.ndarray, str]:
+    """A leaf as (array, kind), so that :func:`_restore` gives back the same value."""
+    if isinstance(leaf, np.ndarray):
+        arr, kind = leaf, "ndarray"
+    elif isinstance(leaf, np.generic):
+        arr, kind = np.asarray(leaf), "numpy_scalar"
+    elif isinstance(leaf, (bool, int, float)):
+        try:
+            kind = type(leaf).__name__
+            arr = np.asarray(leaf, dtype={"bool": np.bool_, "int": np.int64, "float": np.float64}[kind])
+        except OverflowError as err:
+            raise ValueError(f"save_checkpoint: {where} = {leaf} does not fit in int64") from err
+    else:
+        raise TypeError(f"save_checkpoint: leaf {where} must be an array or a number, got {type(leaf).__name__}")
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"save_checkpoint: leaf {where} has dtype {arr.dtype}; only bool, int, float and complex "
+                        f"arrays are stored (never pickled objects)")
+    return arr, kind
+
+
+def _restore(arr: np.ndarray, kind: str) -> Any:
+    if kind == "ndarray":
+        return arr
+    if kind == "numpy_scalar":
+        return arr[()]
+    return {"int": int, "float": float, "bool": bool}[kind](arr[()])
+
+
+def _json_value(value: Any, where: str) -> Any:
+    """``value`` through a JSON round trip (numpy scalars and arrays become numbers and lists)."""
+    def default(o: Any) -> Any:
+        if isinstance(o, (np.generic, np.ndarray)):
+            return o.tolist()
+        raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
+    try:
+        return json.loads(json.dumps(value, default=default))
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"save_checkpoint: {where} must be JSON-serialisable: {err}") from err
+
+
+def _rng_state(rng: Any) -> Optional[Dict[str, Any]]:
+    if rng is None:
+        return None
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"save_checkpoint: rng must be a numpy.random.Generator or None, got {type(rng).__name__}")
+    bg = rng.bit_generator
+    state = {"state": _json_value(bg.state, "rng state")}
+    ss = getattr(bg, "seed_seq", None)
+    if isinstance(ss, np.random.SeedSequence):  # lets rng.spawn() continue as before
+        state["seed_seq"] = {"entropy": _json_value(ss.entropy, "rng entropy"), "spawn_key": list(ss.spawn_key),
+                             "pool_size": ss.pool_size, "n_children_spawned": ss.n_children_spawned}
+    return state
+
+
+def _arrays_like(fresh: Any, saved: Any) -> Any:
+    """``saved`` (parsed JSON) with lists turned back into arrays where ``fresh`` has arrays."""
+    if isinstance(fresh, dict) and isinstance(saved, dict):
+        return {k: _arrays_like(fresh.get(k), v) for k, v in saved.items()}
+    if isinstance(fresh, np.ndarray):
+        return np.asarray(saved, dtype=fresh.dtype)
+    return saved
+
+
+def _make_rng(saved: Dict[str, Any]) -> np.random.Generator:
+    state = dict(saved["state"])
+    name = state.get("bit_generator")
+    if name not in _BIT_GENERATORS:
+        raise ValueError(f"unknown bit generator {name!r}")
+    ss = saved.get("seed_seq")
+    seed = np.random.SeedSequence(ss["entropy"], spawn_key=tuple(ss["spawn_key"]), pool_size=ss["pool_size"],
+                                  n_children_spawned=ss["n_children_spawned"]) if ss else 0
+    bg = getattr(np.random, name)(seed)
+    bg.state = _arrays_like(bg.state, state)
+    return np.random.Generator(bg)
+
+
+def _digest(arrays: List[Tuple[str, np.ndarray]], manifest: Dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    for key, arr in arrays:
+        h.update(f"{key}\0{arr.dtype.str}\0{arr.shape}\0".encode())
+        h.update(arr.tobytes(order="C"))
+    body = {k: v for k, v in manifest.items() if k != "sha256"}
+    h.update(json.dumps(body, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _write_member(zf: zipfile.ZipFile, key: str, arr: np.ndarray) -> None:
+    info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))  # fixed: equal inputs, equal files
+    info.external_attr = 0o644 << 16
+    with zf.open(info, "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, _c_order(arr), allow_pickle=False)
+
+
+def save_checkpoint(path: Any, *, params: Any, opt_state: Any = None, rng: Optional[np.random.Generator] = None,
+                    step: int = 0, config: Any = None, extra: Any = None) -> Path:
+    """Write one ``.npz`` checkpoint atomically.
+
+    Args:
+        path: file to create or replace (``.npz`` by convention; used as given).
+        params: tree of arrays (attrs records, tuples, dicts, None), state fields included.
+        opt_state: optimizer state tree; numpy scalars and Python numbers come back
+            as the same type and dtype.
+        rng: a Generator whose ``bit_generator.state`` is saved (stream and spawning).
+        step: training step, an int >= 0.
+        config, extra: JSON-serialisable values (numpy scalars and arrays are turned
+            into numbers and lists).
+
+    Returns:
+        The absolute path written.
+
+    Raises:
+        TypeError: a leaf that is not a numeric array or number, a non-JSON config
+            or extra, or an rng that is not a Generator. ValueError: bad step.
+        OSError: the file could not be written (nothing is left behind).
+    """
+    step = positive_int(step, "save_checkpoint", "step", minimum=0)
+    entries: List[Tuple[str, np.ndarray, str]] = []
+    for group, tree in zip(GROUPS, (params, opt_state)):
+        for p, leaf in tree_leaves_with_paths(tree):
+            arr, kind = _leaf_array(leaf, f"{group}.{p}" if p else group)
+            entries.append((f"{group}/{p}", arr, kind))
+    manifest: Dict[str, Any] = {
+        "format": FORMAT, "version": VERSION, "step": step,
+        "config": _json_value(config, "config"), "extra": _json_value(extra, "extra"),
+        "rng": _rng_state(rng),
+        "groups": {"params": params is not None, "opt_state": opt_state is not None},
+        "arrays": [{"key": k, "dtype": a.dtype.str, "shape": list(a.shape), "kind": kind} for k, a, kind in entries],
+    }
+    manifest["sha256"] = _digest([(k, a) for k, a, _ in entries], manifest)
+    blob = np.frombuffer(json.dumps(manifest, sort_keys=True, indent=1).encode(), dtype=np.uint8)
+
+    def write(f: BinaryIO) -> None:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+            for key, arr, _ in entries:
+                _write_member(zf, key, arr)
+            _write_member(zf, MANIFEST, blob)
+
+    return atomic_write(path, write)
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Any) -> np.ndarray:
+    """One ``.npy`` member as a read-only array; the header is checked before any data is read."""
+    name = info.filename
+    with zf.open(info) as member:
+        try:
+            version = np.lib.format.read_magic(member)
+            reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            shape, fortran, dtype = reader[version](member)
+        except (ValueError, KeyError, SyntaxError) as err:
+            raise CheckpointError(path, "corrupt", f"member {name}: unreadable .npy header ({err})") from err
+        if dtype.hasobject:
+            raise CheckpointError(path, "pickle", f"member {name} is an object array ({dtype}); it would have to be "
+                                  f"unpickled, which checkpoints never do")
+        nbytes = dtype.itemsize * int(np.prod(shape, dtype=object))
+        if nbytes != info.file_size - member.tell():
+            raise CheckpointError(path, "corrupt", f"member {name}: header declares {shape} {dtype} ({nbytes} bytes), "
+                                  f"the member holds {info.file_size - member.tell()}")
+        data = member.read(nbytes)
+        member.read()  # reach the end so that zipfile checks the CRC
+    arr = np.frombuffer(data, dtype=dtype)
+    return arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
+
+
+def _open_arrays(path: Any) -> Dict[str, np.ndarray]:
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise CheckpointError(path, "missing", "no such file") from None
+    if size == 0:
+        raise CheckpointError(path, "empty", "the file is empty (0 bytes)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+        if head not in _ZIP_MAGIC:
+            if any(m.startswith(head) for m in _ZIP_MAGIC):
+                raise CheckpointError(path, "truncated", f"only {size} bytes: cut short")
+            raise CheckpointError(path, "format", f"not an .npz (zip) file: it starts with {head!r}")
+        f.seek(max(0, size - (1 << 16) - 22))
+        has_end = b"PK\x05\x06" in f.read()  # the end-of-directory record, absent from a cut file
+        f.seek(0)
+        try:
+            zf = zipfile.ZipFile(f)
+        except Exception as err:  # noqa: BLE001 (whatever a damaged directory raises)
+            if has_end:
+                raise CheckpointError(path, "corrupt", f"damaged zip directory ({err})") from err
+            raise CheckpointError(path, "truncated", f"starts like a zip but has no end-of-directory record: "
+                                  f"cut short, e.g. by a crash mid-copy ({err})") from err
+        arrays = {}
+        with zf:
+            try:
+                for info in zf.infolist():
+                    if info.compress_size > size or info.file_size > size * 1100:  # deflate expands <= 1032x
+                        raise CheckpointError(path, "corrupt", f"member {info.filename} claims {info.file_size} "
+                                              f"bytes, more than a {size}-byte file can hold")
+                    if not info.filename.endswith(".npy"):
+                        raise CheckpointError(path, "format", f"member {info.filename} is not an .npy array")
+                    arrays[info.filename[:-4]] = _read_member(zf, info, path)
+            except CheckpointError:
+                raise
+            except Exception as err:  # noqa: BLE001 (a flipped bit can make zipfile raise almost anything)
+                raise CheckpointError(path, "corrupt", f"damaged member: {err!r}") from err
+    return arrays
+
+
+def _parse_manifest(path: Any, arrays: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    if MANIFEST not in arrays:
+        raise CheckpointError(path, "format", f"an .npz without {MANIFEST}: not a functional_cnn checkpoint "
+                              f"(members: {', '.join(sorted(arrays)[:8])})")
+    try:
+        manifest = json.loads(arrays.pop(MANIFEST).tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(path, "corrupt", f"{MANIFEST} is not valid JSON ({err})") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(path, "format", f"{MANIFEST} does not describe a {FORMAT}")
+    if not isinstance(manifest.get("version"), int) or manifest["version"] > VERSION:
+        raise CheckpointError(path, "format", f"format version {manifest.get('version')!r}; this code reads <= {VERSION}")
+    try:
+        keys = [e["key"] for e in manifest["arrays"]]
+        specs = {e["key"]: (np.dtype(e["dtype"]), tuple(e["shape"])) for e in manifest["arrays"]}
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(path, "corrupt", f"{MANIFEST} lacks array entries ({err})") from err
+    missing, unexpected = sorted(set(keys) - set(arrays)), sorted(set(arrays) - set(keys))
+    wrong = [k for k in keys if k in arrays and (arrays[k].dtype, arrays[k].shape) != specs[k]]
+    if missing or unexpected or wrong:
+        raise CheckpointError(path, "corrupt", f"members disagree with the manifest: missing {missing}, "
+                              f"unexpected {unexpected}, wrong dtype/shape {wrong}")
+    if _digest([(k, arrays[k]) for k in keys], manifest) != manifest.get("sha256"):
+        raise CheckpointError(path, "corrupt", "sha256 mismatch: the contents changed after they were written")
+    return manifest
+
+
+def _rebuild(path: Any, group: str, flat: Dict[str, Any], present: bool, template: Any) -> Any:
+    if template is None:
+        return dict(flat) if present else None
+    want = tree_leaves_with_paths(template)
+    missing = [p for p, _ in want if p not in flat]
+    unexpected = sorted(set(flat) - {p for p, _ in want})
+    differ = [f"{p}: saved {np.shape(flat[p])} {np.asarray(flat[p]).dtype}, template {np.shape(t)} "
+              f"{np.asarray(t).dtype}" for p, t in want if p in flat
+              and (np.shape(flat[p]) != np.shape(t) or np.asarray(flat[p]).dtype != np.asarray(t).dtype)]
+    if missing or unexpected or differ:
+        parts = [f"{label} {items[:10]}{' ...' if len(items) > 10 else ''}" for label, items in
+                 (("missing", missing), ("unexpected", unexpected), ("different", differ)) if items]
+        raise CheckpointError(path, "mismatch", f"{group} does not fit the template (another architecture?): "
+                              + "; ".join(parts))
+    return tree_unflatten(tree_structure(template), [flat[p] for p, _ in want])
+
+
+def load_checkpoint(path: Any, *, params_like: Any = None, opt_state_like: Any = None) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`, verifying it first.
+
+    Args:
+        path: the ``.npz`` file.
+        params_like, opt_state_like: optional templates (e.g. fresh ``init`` results):
+            the saved leaves are put back into their structure, and paths, shapes and
+            dtypes must all agree. Without one, that tree comes back as ``{path: leaf}``.
+
+    Returns:
+        A :class:`Checkpoint`; its arrays are read-only.
+
+    Raises:
+        CheckpointError: with ``reason`` telling what is wrong (see its docstring).
+    """
+    arrays = _open_arrays(os.fspath(path))
+    manifest = _parse_manifest(path, arrays)
+    flat: Dict[str, Dict[str, Any]] = {g: {} for g in GROUPS}
+    for entry in manifest["arrays"]:
+        group, _, leaf_path = entry["key"].partition("/")
+        if group not in flat or entry.get("kind") not in ("ndarray", "numpy_scalar", "int", "float", "bool"):
+            raise CheckpointError(path, "corrupt", f"bad manifest entry {entry}")
+        flat[group][leaf_path] = _restore(arrays[entry["key"]], entry["kind"])
+    groups = manifest.get("groups", {})
+    params = _rebuild(path, "params", flat["params"], groups.get("params", True), params_like)
+    opt_state = _rebuild(path, "opt_state", flat["opt_state"], groups.get("opt_state", True), opt_state_like)
+    try:
+        rng = _make_rng(manifest["rng"]) if manifest.get("rng") else None
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(path, "corrupt", f"saved rng state cannot be restored ({err})") from err
+    return Checkpoint(params, opt_state, rng, int(manifest["step"]), manifest.get("config"),
+                      manifest.get("extra"), manifest)
