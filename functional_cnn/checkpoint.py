@@ -104,23 +104,17 @@ def atomic_write(path: Any, write: Callable[[BinaryIO], None]) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    try:
+    with contextlib.suppress(OSError):  # the file is in place; Windows cannot open folders
         fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # platforms where a folder cannot be opened (Windows)
-        return path
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     return path
 
 
-def _c_order(arr: np.ndarray) -> np.ndarray:
-    return arr if arr.flags.c_contiguous else arr.copy(order="C")
-
-
 def _leaf_array(leaf: Any, where: str) -> Tuple[np.ndarray, str]:
-    """A leaf as (array, kind), so that :func:`_restore` gives back the same value."""
+    """A leaf as (array, kind), so that ``_RESTORE[kind]`` gives back the same value."""
     if isinstance(leaf, np.ndarray):
         arr, kind = leaf, "ndarray"
     elif isinstance(leaf, np.generic):
@@ -139,12 +133,11 @@ def _leaf_array(leaf: Any, where: str) -> Tuple[np.ndarray, str]:
     return arr, kind
 
 
-def _restore(arr: np.ndarray, kind: str) -> Any:
-    if kind == "ndarray":
-        return arr
-    if kind == "numpy_scalar":
-        return arr[()]
-    return {"int": int, "float": float, "bool": bool}[kind](arr[()])
+# How a stored array becomes the leaf that was saved, by the leaf's kind.
+_RESTORE: Dict[str, Callable[[np.ndarray], Any]] = {
+    "ndarray": lambda a: a, "numpy_scalar": lambda a: a[()],
+    "int": lambda a: int(a[()]), "float": lambda a: float(a[()]), "bool": lambda a: bool(a[()]),
+}
 
 
 def _json_value(value: Any, where: str) -> Any:
@@ -209,7 +202,7 @@ def _write_member(zf: zipfile.ZipFile, key: str, arr: np.ndarray) -> None:
     info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))  # fixed: equal inputs, equal files
     info.external_attr = 0o644 << 16
     with zf.open(info, "w", force_zip64=True) as member:
-        np.lib.format.write_array(member, _c_order(arr), allow_pickle=False)
+        np.lib.format.write_array(member, arr if arr.flags.c_contiguous else arr.copy(order="C"), allow_pickle=False)
 
 
 def save_checkpoint(path: Any, *, params: Any, opt_state: Any = None, rng: Optional[np.random.Generator] = None,
@@ -386,9 +379,9 @@ def load_checkpoint(path: Any, *, params_like: Any = None, opt_state_like: Any =
     flat: Dict[str, Dict[str, Any]] = {g: {} for g in GROUPS}
     for entry in manifest["arrays"]:
         group, _, leaf_path = entry["key"].partition("/")
-        if group not in flat or entry.get("kind") not in ("ndarray", "numpy_scalar", "int", "float", "bool"):
+        if group not in flat or entry.get("kind") not in _RESTORE:
             raise CheckpointError(path, "corrupt", f"bad manifest entry {entry}")
-        flat[group][leaf_path] = _restore(arrays[entry["key"]], entry["kind"])
+        flat[group][leaf_path] = _RESTORE[entry["kind"]](arrays[entry["key"]])
     groups = manifest.get("groups", {})
     params = _rebuild(path, "params", flat["params"], groups.get("params", True), params_like)
     opt_state = _rebuild(path, "opt_state", flat["opt_state"], groups.get("opt_state", True), opt_state_like)

@@ -383,3 +383,45 @@ def test_dpkg_listing_runs_dpkg(tmp_path, monkeypatch):
     assert REAL_DPKG_LISTING("not-installed") is None  # dpkg's non-zero exit
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert REAL_DPKG_LISTING("dataset-fashion-mnist") is None  # no dpkg at all
+
+
+REAL_FETCH = ds_mod._fetch
+
+
+@pytest.fixture
+def local_server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving tmp_path/www, stopped after the test."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_real_fetch_end_to_end_over_loopback(tmp_path, monkeypatch, local_server):
+    root, url = local_server
+    arrays = synthetic_idx(root / "mnist", gz=IDX_FILES)
+    raw = {b: idx_bytes(a) for b, a in arrays.items()}
+    monkeypatch.setattr(ds_mod, "_fetch", REAL_FETCH)
+    monkeypatch.setitem(ds_mod._SOURCES, "mnist", {
+        "mirrors": (url + "missing/", url + "mnist/"), "gz_md5": {}, "debian": None, "classes": tuple("0123456789"),
+        "sha256": {b: hashlib.sha256(d).hexdigest() for b, d in raw.items()}})
+    monkeypatch.setattr(ds_mod, "_RAW_SIZES", {b: len(d) for b, d in raw.items()})
+    check_loaded(load_dataset("mnist"), arrays)  # first mirror answers 404, the second serves
+    assert sorted(os.listdir(default_data_dir("mnist"))) == sorted(f"{b}.gz" for b in IDX_FILES)
+    with pytest.raises(DatasetError, match="more than 100 bytes; refusing it"):
+        REAL_FETCH(url + "mnist/train-images-idx3-ubyte.gz", max_bytes=100)
+    with pytest.raises(urllib.error.HTTPError):
+        REAL_FETCH(url + "missing/x.gz")
