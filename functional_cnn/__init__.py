@@ -4,6 +4,9 @@ Params are immutable attrs records with read-only arrays; a layer is a bundle of
 functions (see :class:`Layer`); networks are composed with :func:`serial`.
 """
 from . import initializers, layers, losses, optim, tree
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .datasets import DATASETS, Dataset, DatasetError, DatasetNotFoundError, load_dataset
+from .debug import NonFiniteError, debug
 from .branching import fan_in_concat, fan_in_sum, fan_out, parallel, residual
 from .combinators import serial
 from .gradcheck import GradCheckError, GradCheckReport, check_layer, check_loss
@@ -67,7 +70,9 @@ __all__ = [
     "softmax_cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mean_squared_error",
     "one_hot_binary_cross_entropy", "accuracy",
     "sgd", "adam", "adamw", "rmsprop", "adagrad", "chain", "apply_updates", "learning_rate",
-    "make_step", "fit", "evaluate", "predict", "fingerprint",
+    "make_step", "fit", "evaluate", "predict", "fingerprint", "debug", "NonFiniteError",
+    "load_dataset", "Dataset", "DATASETS", "DatasetError", "DatasetNotFoundError",
+    "save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError",
     "check_layer", "check_loss", "GradCheckError", "GradCheckReport",
     "summary",
     "tree_map", "tree_map_with_path", "tree_leaves", "tree_paths", "tree_flatten", "tree_unflatten",
