@@ -12,29 +12,17 @@ re-raised with the child's position prefixed, e.g. ``"parallel[1] (conv2d) -> ..
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ._checks import float_array, positive_int, shape_tuple
-from .combinators import check_child_params, check_children, child_error, spawn_rngs
+from .combinators import call_child, check_child_params, check_children, spawn_rngs
 from .layer import Array, Layer, Shape
 
 __all__ = ["residual", "parallel", "fan_out", "fan_in_sum", "fan_in_concat"]
 
-T = TypeVar("T")
 Shapes = Tuple[Shape, ...]
-
-
-def _call(where: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` with a child's ValueError/TypeError prefixed by ``where``."""
-    try:
-        return fn(*args, **kwargs)
-    except (ValueError, TypeError) as err:
-        new = child_error(err, where)
-        if new is err:
-            raise
-        raise new from err
 
 
 def _shapes(value: Any, where: str, n: Optional[int] = None, arg: str = "in_shape") -> Shapes:
@@ -100,11 +88,11 @@ def residual(block: Layer, projection: Optional[Layer] = None) -> Layer:
     def init(rng: np.random.Generator, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, Tuple[Any, ...]]:
         in_shape = shape_tuple(in_shape, where)
         rngs = spawn_rngs(rng, n, where)
-        out, pb = _call(names[0], children[0].init, rngs[0], in_shape, dtype)
+        out, pb = call_child(names[0], children[0].init, rngs[0], in_shape, dtype)
         if n == 1:
             check_match(out, in_shape)
             return tuple(out), (pb,)
-        sc, pp = _call(names[1], children[1].init, rngs[1], in_shape, dtype)
+        sc, pp = call_child(names[1], children[1].init, rngs[1], in_shape, dtype)
         check_match(out, sc)
         return tuple(out), (pb, pp)
 
@@ -112,21 +100,21 @@ def residual(block: Layer, projection: Optional[Layer] = None) -> Layer:
         check_child_params(params, n, where)
         x = float_array(x, where, "x")
         rngs = spawn_rngs(rng, n, where)
-        yb, cb = _call(names[0], children[0].forward, params[0], x, rng=rngs[0], train=train)
+        yb, cb = call_child(names[0], children[0].forward, params[0], x, rng=rngs[0], train=train)
         if n == 1:
             ys, caches = x, (cb,)
         else:
-            ys, cp = _call(names[1], children[1].forward, params[1], x, rng=rngs[1], train=train)
+            ys, cp = call_child(names[1], children[1].forward, params[1], x, rng=rngs[1], train=train)
             caches = (cb, cp)
         check_match(yb.shape[1:], ys.shape[1:])
         return yb + ys, caches
 
     def backward(params: Tuple[Any, ...], cache: Tuple, dy: Array) -> Tuple[Tuple[Any, ...], Array]:
         check_child_params(params, n, where)
-        gb, dx = _call(names[0], children[0].backward, params[0], cache[0], dy)
+        gb, dx = call_child(names[0], children[0].backward, params[0], cache[0], dy)
         if n == 1:
             return (gb,), dx + dy
-        gp, dxs = _call(names[1], children[1].backward, params[1], cache[1], dy)
+        gp, dxs = call_child(names[1], children[1].backward, params[1], cache[1], dy)
         return (gb, gp), dx + dxs
 
     def update_state(params: Tuple[Any, ...], cache: Tuple) -> Tuple[Any, ...]:
@@ -163,20 +151,20 @@ def parallel(*layers: Layer) -> Layer:
     def init(rng: np.random.Generator, in_shape: Any, dtype: Any = np.float32) -> Tuple[Shapes, Tuple[Any, ...]]:
         shapes = _shapes(in_shape, where, n)
         rngs = spawn_rngs(rng, n, where)
-        res = [_call(names[i], c.init, rngs[i], shapes[i], dtype) for i, c in enumerate(children)]
+        res = [call_child(names[i], c.init, rngs[i], shapes[i], dtype) for i, c in enumerate(children)]
         return tuple(tuple(out) for out, _ in res), tuple(p for _, p in res)
 
     def forward(params: Tuple[Any, ...], x: Any, *, rng: Any = None, train: bool = False) -> Tuple[Tuple, Tuple]:
         check_child_params(params, n, where)
         xs = _arrays(x, where, n)
         rngs = spawn_rngs(rng, n, where)
-        res = [_call(names[i], c.forward, params[i], xs[i], rng=rngs[i], train=train) for i, c in enumerate(children)]
+        res = [call_child(names[i], c.forward, params[i], xs[i], rng=rngs[i], train=train) for i, c in enumerate(children)]
         return tuple(y for y, _ in res), tuple(c for _, c in res)
 
     def backward(params: Tuple[Any, ...], cache: Tuple, dy: Any) -> Tuple[Tuple[Any, ...], Tuple]:
         check_child_params(params, n, where)
         dys = _arrays(dy, where, n, "dy")
-        res = [_call(names[i], c.backward, params[i], cache[i], dys[i]) for i, c in enumerate(children)]
+        res = [call_child(names[i], c.backward, params[i], cache[i], dys[i]) for i, c in enumerate(children)]
         return tuple(g for g, _ in res), tuple(d for _, d in res)
 
     def update_state(params: Tuple[Any, ...], cache: Tuple) -> Tuple[Any, ...]:

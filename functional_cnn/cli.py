@@ -21,7 +21,7 @@ from .layer import Layer
 from .models import MODELS, build_model
 from .reporting import PlotUnavailable, Progress, epoch_line, plot_curves
 from .summary import summary
-from .train import EpochRecord, NonFiniteLossError, StepRecord, evaluate, fit
+from .train import NonFiniteLossError, StepRecord, evaluate, fit
 
 __all__ = ["main", "OPTIMIZERS", "LOSSES"]
 

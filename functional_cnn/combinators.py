@@ -14,7 +14,7 @@ import toolz
 from ._checks import check_rng
 from .layer import Array, Layer, Shape
 
-__all__ = ["serial", "child_error", "check_children", "check_child_params", "spawn_rngs"]
+__all__ = ["serial", "call_child", "child_error", "check_children", "check_child_params", "spawn_rngs"]
 
 T = TypeVar("T")
 
@@ -29,7 +29,8 @@ def child_error(err: Exception, where: str) -> Exception:
     return err
 
 
-def _guarded(where: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def call_child(where: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, a child's plain ValueError/TypeError re-raised with ``where`` prefixed."""
     try:
         return fn(*args, **kwargs)
     except (ValueError, TypeError) as err:
@@ -92,7 +93,7 @@ def serial(*layers: Layer) -> Layer:
         def step(acc: Tuple[Shape, Tuple[Any, ...]], item: Tuple[int, Layer]) -> Tuple[Shape, Tuple[Any, ...]]:
             shape, params = acc
             i, layer = item
-            out, p = _guarded(names[i], layer.init, rngs[i], shape, dtype)
+            out, p = call_child(names[i], layer.init, rngs[i], shape, dtype)
             return tuple(out), params + (p,)
 
         return toolz.reduce(step, enumerate(children), (tuple(in_shape), ()))
@@ -103,7 +104,7 @@ def serial(*layers: Layer) -> Layer:
 
         def step(acc: Tuple[Array, Tuple], i: int) -> Tuple[Array, Tuple]:
             h, caches = acc
-            y, c = _guarded(names[i], children[i].forward, params[i], h, rng=rngs[i], train=train)
+            y, c = call_child(names[i], children[i].forward, params[i], h, rng=rngs[i], train=train)
             return y, caches + (c,)
 
         return toolz.reduce(step, range(n), (x, ()))
@@ -113,7 +114,7 @@ def serial(*layers: Layer) -> Layer:
 
         def step(acc: Tuple[Array, Tuple], i: int) -> Tuple[Array, Tuple]:
             d, grads = acc
-            g, d = _guarded(names[i], children[i].backward, params[i], cache[i], d)
+            g, d = call_child(names[i], children[i].backward, params[i], cache[i], d)
             return d, (g,) + grads
 
         dx, grads = toolz.reduce(step, reversed(range(n)), (dy, ()))
