@@ -212,9 +212,12 @@ def _backward_wide(w2: Array, cols: Array, dy: Array, cache: "Conv2DCache", k: T
     step = max(1, BACKWARD_CHUNK_BYTES // (c_in * kk * hw * dy.itemsize))
     for n0 in range(0, n, step):
         d4 = _grouped_matmul(w2, dyn[n0 : n0 + step], groups, transpose=True).reshape(-1, c_in, kk, hw)
+        d4 = d4.transpose(2, 1, 0, 3)  # (KH*KW, C, n, Hp*Wp) view
         for j, off in enumerate(offsets):
-            target = dxt[off : off + size].reshape(c_in, n, hw)[:, n0 : n0 + step]
-            target += d4[:, :, j].transpose(1, 0, 2)
+            target = dxt[off : off + size].reshape(c_in, n, hw)
+            if step < n:
+                target = target[:, n0 : n0 + step]
+            target += d4[j]
     return dw2, dxt[:size].reshape(c_in, n, hp, wp).transpose(1, 0, 2, 3)
 
 
