@@ -2,7 +2,9 @@
 
 The network and recipe are the notebook's (``models.seed2_net``): conv 5@3x3 with one
 bias per output position, sigmoid, dense 3380->100, sigmoid, dense 100->2, sigmoid,
-every weight and bias drawn N(0, 1). The loss is binary cross-entropy of the two
+with Glorot-normal weights (``--init notebook`` draws every weight and bias N(0, 1) as
+the notebook did; those saturate the 3380->100 sigmoid layer and, over 20 seeds, reached
+99.4% on average but 97.5% on seed 0). The loss is binary cross-entropy of the two
 sigmoid outputs against the one-hot label, averaged over both outputs as the notebook's
 ``np.mean`` did (``fc.one_hot_binary_cross_entropy``); plain SGD with learning rate
 0.1, batch size 1, 20 epochs.
@@ -42,6 +44,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="one seed for the draw, the weights and the shuffles")
     p.add_argument("--show", type=int, default=10, help="test predictions to print (default 10)")
+    p.add_argument("--init", choices=("glorot", "notebook"), default="glorot",
+                   help="weights: glorot (default) or the notebook's N(0, 1)")
     args = p.parse_args(argv)
     if not 1 <= args.per_class <= 100:
         p.error(f"--per-class must be in [1, 100] (the held-out split has 100 of each digit), got {args.per_class}")
@@ -66,7 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     x_test, y_test = zeros_and_ones(data.x_test, data.y_test, args.per_class, rng)
 
     # 2. The network, with two sigmoid outputs.
-    net = seed2_net(num_classes=2)
+    net = seed2_net(num_classes=2, init=args.init)
     _, params = net.init(rng, data.image_shape)
 
     # 3. Train, printing the notebook's line after every epoch.
