@@ -205,18 +205,31 @@ def _backward_wide(w2: Array, cols: Array, dy: Array, cache: "Conv2DCache", k: T
     dw2 = _weight_grad(dyn[:, :, : cols.shape[-1]], cols, groups)
     # One flat channel-major buffer: offset (p, q) adds onto one contiguous run. Runs spill
     # past a channel's end only from wrapped positions, whose gradient is exactly zero.
-    # The patch gradient is made a few images at a time so that it stays in cache.
     size, kk = c_in * n * hw, k[0] * k[1]
     dxt = np.zeros(size + (k[0] - 1) * d[0] * wp + (k[1] - 1) * d[1], dtype=dy.dtype)
     offsets = [p * d[0] * wp + q * d[1] for p in range(k[0]) for q in range(k[1])]
-    step = max(1, BACKWARD_CHUNK_BYTES // (c_in * kk * hw * dy.itemsize))
-    for n0 in range(0, n, step):
-        d4 = _grouped_matmul(w2, dyn[n0 : n0 + step], groups, transpose=True).reshape(-1, c_in, kk, hw)
-        d4 = d4.transpose(2, 1, 0, 3)  # (KH*KW, C, n, Hp*Wp) view
+    # Chunks must keep each add's target contiguous: whole channels (C_in > 1), or a run of
+    # images when there is one channel. Grouped convs go in one piece.
+    w2t = w2.T if groups == 1 else None
+    per_channel = n * kk * hw * dy.itemsize
+    if groups > 1 or (c_in > 1 and per_channel * c_in <= BACKWARD_CHUNK_BYTES):
+        chunks = [(0, c_in, 0, n)]
+    elif c_in > 1:
+        cs = max(1, BACKWARD_CHUNK_BYTES // per_channel)
+        chunks = [(c0, min(c0 + cs, c_in), 0, n) for c0 in range(0, c_in, cs)]
+    else:
+        ns = max(1, BACKWARD_CHUNK_BYTES // (kk * hw * dy.itemsize))
+        chunks = [(0, 1, n0, min(n0 + ns, n)) for n0 in range(0, n, ns)]
+    for c0, c1, n0, n1 in chunks:
+        if w2t is None:
+            d4 = _grouped_matmul(w2, dyn, groups, transpose=True)
+        else:
+            d4 = np.matmul(w2t[c0 * kk : c1 * kk], dyn[n0:n1])
+        d4 = d4.reshape(n1 - n0, c1 - c0, kk, hw).transpose(2, 1, 0, 3)  # (KH*KW, channels, images, Hp*Wp)
         for j, off in enumerate(offsets):
-            target = dxt[off : off + size].reshape(c_in, n, hw)
-            if step < n:
-                target = target[:, n0 : n0 + step]
+            target = dxt[off + c0 * n * hw : off + c1 * n * hw].reshape(c1 - c0, n, hw)
+            if n1 - n0 < n:
+                target = target[:, n0:n1]  # contiguous: only when c1 - c0 == 1
             target += d4[j]
     return dw2, dxt[:size].reshape(c_in, n, hp, wp).transpose(1, 0, 2, 3)
 
