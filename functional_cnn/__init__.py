@@ -3,7 +3,7 @@
 Params are immutable attrs records with read-only arrays; a layer is a bundle of pure
 functions (see :class:`Layer`); networks are composed with :func:`serial`.
 """
-from . import initializers, layers, losses, optim, tree
+from . import initializers, layers, losses, models, optim, reporting, tree
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .datasets import DATASETS, Dataset, DatasetError, DatasetNotFoundError, load_dataset
 from .debug import NonFiniteError, debug
@@ -44,7 +44,7 @@ from .losses import (
     softmax_cross_entropy,
 )
 from .optim import adagrad, adam, adamw, apply_updates, chain, learning_rate, rmsprop, sgd
-from .train import evaluate, fingerprint, fit, make_step, predict
+from .train import EpochRecord, EvalResult, StepRecord, evaluate, fingerprint, fit, make_step, predict
 from .summary import summary
 from .tree import (
     assert_same_structure,
@@ -70,12 +70,12 @@ __all__ = [
     "softmax_cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mean_squared_error",
     "one_hot_binary_cross_entropy", "accuracy",
     "sgd", "adam", "adamw", "rmsprop", "adagrad", "chain", "apply_updates", "learning_rate",
-    "make_step", "fit", "evaluate", "predict", "fingerprint", "debug", "NonFiniteError",
+    "make_step", "fit", "evaluate", "predict", "fingerprint", "EpochRecord", "StepRecord", "EvalResult", "debug", "NonFiniteError",
     "load_dataset", "Dataset", "DATASETS", "DatasetError", "DatasetNotFoundError",
     "save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError",
     "check_layer", "check_loss", "GradCheckError", "GradCheckReport",
     "summary",
     "tree_map", "tree_map_with_path", "tree_leaves", "tree_paths", "tree_flatten", "tree_unflatten",
     "tree_structure", "assert_same_structure", "trainable", "tree_cast",
-    "initializers", "layers", "losses", "optim", "tree",
+    "initializers", "layers", "losses", "models", "optim", "reporting", "tree",
 ]

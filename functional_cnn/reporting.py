@@ -78,16 +78,15 @@ def plot_curves(rows: List[Dict[str, Any]], path: Path, title: Optional[str] = N
 
     runs = series if series is not None else {"": rows}
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for label, rs in runs.items():
+    for i, (label, rs) in enumerate(runs.items()):
+        color = f"C{i}"  # one colour per run: train solid, test dashed
         epochs = [r["epoch"] for r in rs]
         prefix = f"{label} " if label else ""
-        ax_loss.plot(epochs, [r["loss"] for r in rs], marker="o", label=f"{prefix}train")
-        if any(r.get("test_loss") is not None for r in rs):
-            ax_loss.plot(epochs, [r.get("test_loss") for r in rs], marker="s", linestyle="--", label=f"{prefix}test")
-        if any(r.get("accuracy") is not None for r in rs):
-            ax_acc.plot(epochs, [r.get("accuracy") for r in rs], marker="o", label=f"{prefix}train")
-        if any(r.get("test_accuracy") is not None for r in rs):
-            ax_acc.plot(epochs, [r.get("test_accuracy") for r in rs], marker="s", linestyle="--",
+        for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+            if any(r.get(key) is not None for r in rs):
+                ax.plot(epochs, [r.get(key) for r in rs], color=color, marker="o", label=f"{prefix}train")
+            if any(r.get(f"test_{key}") is not None for r in rs):
+                ax.plot(epochs, [r.get(f"test_{key}") for r in rs], color=color, marker="s", linestyle="--",
                         label=f"{prefix}test")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
