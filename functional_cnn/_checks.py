@@ -8,17 +8,23 @@ from __future__ import annotations
 import numbers
 from typing import Any, Optional, Sequence, Tuple
 
+import attrs
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+#: Largest size, count or step accepted by :func:`positive_int`: beyond it numpy's index
+#: arithmetic overflows deep inside (``Maximum allowed dimension exceeded``).
+MAX_INT = 2**31 - 1
 
 
-def positive_int(value: Any, where: str, arg: str, *, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``; bools and non-integral floats are refused."""
+def positive_int(value: Any, where: str, arg: str, *, minimum: int = 1, maximum: int = MAX_INT) -> int:
+    """``value`` as an int in ``[minimum, maximum]``; bools and non-integral floats are refused."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{where}: {arg} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
     if value < minimum:
         raise ValueError(f"{where}: {arg} must be an integer >= {minimum}, got {value!r}")
+    if value > maximum:
+        raise ValueError(f"{where}: {arg} must be an integer <= {maximum}, got {value!r}")
     return int(value)
 
 
@@ -54,7 +60,11 @@ def real_number(value: Any, where: str, arg: str, *, low: Optional[float] = None
 
 
 def shape_tuple(value: Any, where: str, arg: str = "in_shape") -> Tuple[int, ...]:
-    """A per-example shape: a tuple of non-negative ints."""
+    """A per-example shape: a tuple of positive ints (``()`` for one value per example).
+
+    A zero-length axis is refused: an example must hold at least one value (the batch
+    axis, which is not part of the shape, may be 0).
+    """
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (value,)
     if not isinstance(value, (tuple, list)):
@@ -63,8 +73,8 @@ def shape_tuple(value: Any, where: str, arg: str = "in_shape") -> Tuple[int, ...
     for i, d in enumerate(value):
         if isinstance(d, bool) or not isinstance(d, numbers.Integral):
             raise TypeError(f"{where}: {arg}[{i}] must be an int, got {d!r}")
-        if d < 0:
-            raise ValueError(f"{where}: {arg}[{i}] must be >= 0, got {d}")
+        if d < 1 or d > MAX_INT:
+            raise ValueError(f"{where}: {arg}[{i}] must be in [1, {MAX_INT}], got {d} (shape {tuple(value)})")
         out.append(int(d))
     return tuple(out)
 
@@ -82,21 +92,33 @@ def float_dtype(dtype: Any, where: str, arg: str = "dtype") -> np.dtype:
 
 def float_array(x: Any, where: str, arg: str = "x", *, ndim: Optional[int | Sequence[int]] = None,
                 layout: str = "") -> np.ndarray:
-    """``x`` as a floating ndarray of the expected rank (batch axis included).
+    """``x`` as a floating ndarray with a batch axis, of the expected rank if given.
 
-    Integer, bool, complex and object inputs raise ``TypeError``: a layer never
-    guesses a dtype. Rank mismatches raise ``ValueError``.
+    Integer, bool, complex, object and non-native-byte-order inputs raise
+    ``TypeError``: a layer never guesses a dtype. A 0-d input, a rank mismatch or a
+    zero-length axis after the batch axis raises ``ValueError``; an empty batch
+    (``x.shape[0] == 0``) is allowed.
     """
     if not isinstance(x, np.ndarray):
         if isinstance(x, (list, tuple)) or (np.isscalar(x) and not isinstance(x, (str, bytes))):
-            x = np.asarray(x)
+            try:
+                x = np.asarray(x)
+            except ValueError as err:  # ragged nested lists
+                raise ValueError(f"{where}: {arg} must be an array of one shape, got a ragged {type(x).__name__}: "
+                                 f"{err}") from None
         else:
             raise TypeError(f"{where}: {arg} must be a numpy array, got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
+        native = f"; it is {x.dtype.newbyteorder('=')} in non-native byte order" if x.dtype.kind == "f" else ""
         raise TypeError(
-            f"{where}: {arg} must have a floating dtype (float16/32/64), got {x.dtype}; "
+            f"{where}: {arg} must have a floating dtype (float16/32/64), got {x.dtype}{native}; "
             f"convert it first, e.g. x.astype(np.float32)"
         )
+    if x.ndim == 0:
+        raise ValueError(f"{where}: {arg} must have a batch axis (rank >= 1), got a scalar of shape ()")
+    if 0 in x.shape[1:]:
+        raise ValueError(f"{where}: {arg} must hold at least one value per example (every axis after the batch "
+                         f"axis >= 1), got shape {x.shape}")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.ndim not in allowed:
@@ -104,6 +126,22 @@ def float_array(x: Any, where: str, arg: str = "x", *, ndim: Optional[int | Sequ
             lay = f" {layout}" if layout else ""
             raise ValueError(f"{where}: {arg} must have rank {expect}{lay}, got shape {x.shape} (rank {x.ndim})")
     return x
+
+
+def cotangent(dy: Any, shape: Tuple[int, ...], where: str, arg: str = "dy", *,
+              dtype: Optional[np.dtype] = None) -> np.ndarray:
+    """``dy`` for ``backward``: a floating array of exactly ``shape`` (and ``dtype`` if given).
+
+    A layer does not cast ``dy``: pass it in the forward output's dtype (losses do).
+    """
+    if not isinstance(dy, np.ndarray):
+        raise TypeError(f"{where}: {arg} must be a numpy array of shape {tuple(shape)}, got {type(dy).__name__}")
+    if dy.dtype not in FLOAT_DTYPES or (dtype is not None and dy.dtype != dtype):
+        want = dtype if dtype is not None else "a floating dtype (float16/32/64)"
+        raise TypeError(f"{where}: {arg} must have dtype {want} (the forward output's), got {dy.dtype}")
+    if dy.shape != tuple(shape):
+        raise ValueError(f"{where}: {arg} must have shape {tuple(shape)}, got {dy.shape}")
+    return dy
 
 
 def expect_shape(got: Tuple[int, ...], expected: Tuple[int, ...], where: str, arg: str) -> None:
@@ -127,9 +165,22 @@ def check_rng(rng: Any, where: str, *, required: bool) -> Optional[np.random.Gen
 
 
 def check_params_type(params: Any, cls: type, where: str) -> None:
-    """``params`` must be an instance of ``cls``."""
+    """``params`` must be an instance of ``cls``; the error shows what was passed, by path."""
     if not isinstance(params, cls):
-        raise TypeError(f"{where}: params must be {cls.__name__}, got {type(params).__name__}")
+        from .tree import tree_describe  # lazy: tree imports layer, which must not import us back
+
+        fields = ", ".join(f.name for f in attrs.fields(cls)) if attrs.has(cls) else ""
+        raise TypeError(
+            f"{where}: params must be {cls.__name__}, got {type(params).__name__}; expected a {cls.__name__} "
+            f"record (fields: {fields}), as made by this layer's init; got:\n{tree_describe(params)}"
+        )
+
+
+def check_cache_type(cache: Any, cls: type, where: str) -> None:
+    """``cache`` must be an instance of ``cls`` (the record this layer's forward returns)."""
+    if not isinstance(cache, cls):
+        raise TypeError(f"{where}: cache must be the {cls.__name__} returned by this layer's forward, "
+                        f"got {type(cache).__name__}")
 
 
 def same_dtype(x: np.ndarray, w: np.ndarray, where: str) -> None:

@@ -46,6 +46,8 @@ __all__ = [
 # ----------------------------------------------------------------------------- checks
 def _pred(pred: Any, where: str, arg: str, *, ndim: int | None = None) -> Array:
     """``pred`` as a float array with a non-empty batch axis (rank ``ndim`` if given)."""
+    if isinstance(pred, np.ndarray) and pred.ndim >= 1 and pred.size == 0:  # before float_array: one message
+        raise ValueError(f"{where}: {arg} must hold at least one example and element, got shape {pred.shape}")
     pred = float_array(pred, where, arg, ndim=ndim, layout="(N, K)" if ndim == 2 else "")
     if pred.ndim == 0:
         raise ValueError(f"{where}: {arg} must have a batch axis (rank >= 1), got a scalar of shape ()")
@@ -244,7 +246,8 @@ def one_hot_binary_cross_entropy(probs: Array, labels: Array) -> Tuple[float, Ar
     """
     where = "one_hot_binary_cross_entropy"
     probs = _pred(probs, where, "probs", ndim=2)
-    labels = _labels(np.asarray(labels), probs.shape[0], probs.shape[1], where)
+    _unit_interval(probs, where, "probs")
+    labels = _labels(_real_target(labels, where), probs.shape[0], probs.shape[1], where)
     target = np.zeros(probs.shape, dtype=probs.dtype)
     target[np.arange(probs.shape[0]), labels] = 1
     return binary_cross_entropy(probs, target)
