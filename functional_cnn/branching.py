@@ -16,8 +16,8 @@ from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._checks import float_array, positive_int, shape_tuple
-from .combinators import call_child, check_child_params, check_children, spawn_rngs
+from ._checks import cotangent, float_array, positive_int, shape_tuple
+from .combinators import call_child, check_child_caches, check_child_params, check_children, spawn_rngs
 from .layer import Array, Layer, Shape
 
 __all__ = ["residual", "parallel", "fan_out", "fan_in_sum", "fan_in_concat"]
@@ -74,6 +74,10 @@ def residual(block: Layer, projection: Optional[Layer] = None) -> Layer:
     (3,)
     """
     where = "residual"
+    for i, (arg, value) in enumerate((("block", block), ("projection", projection))):
+        if not isinstance(value, Layer) and not (arg == "projection" and value is None):
+            hint = "; did you forget to call the factory, e.g. relu() rather than relu?" if callable(value) else ""
+            raise TypeError(f"{where}: argument {i} must be a Layer, got {type(value).__name__} (the {arg}{hint})")
     children = check_children((block,) if projection is None else (block, projection), where)
     n = len(children)
     names = [f"{where}.block ({children[0].name})"] + ([f"{where}.projection ({children[1].name})"] if n == 2 else [])
@@ -111,6 +115,7 @@ def residual(block: Layer, projection: Optional[Layer] = None) -> Layer:
 
     def backward(params: Tuple[Any, ...], cache: Tuple, dy: Array) -> Tuple[Tuple[Any, ...], Array]:
         check_child_params(params, n, where)
+        check_child_caches(cache, n, where)
         gb, dx = call_child(names[0], children[0].backward, params[0], cache[0], dy)
         if n == 1:
             return (gb,), dx + dy
@@ -119,6 +124,7 @@ def residual(block: Layer, projection: Optional[Layer] = None) -> Layer:
 
     def update_state(params: Tuple[Any, ...], cache: Tuple) -> Tuple[Any, ...]:
         check_child_params(params, n, where)
+        check_child_caches(cache, n, where)
         return tuple(c.update_state(p, k) for c, p, k in zip(children, params, cache))
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
@@ -163,12 +169,14 @@ def parallel(*layers: Layer) -> Layer:
 
     def backward(params: Tuple[Any, ...], cache: Tuple, dy: Any) -> Tuple[Tuple[Any, ...], Tuple]:
         check_child_params(params, n, where)
+        check_child_caches(cache, n, where)
         dys = _arrays(dy, where, n, "dy")
         res = [call_child(names[i], c.backward, params[i], cache[i], dys[i]) for i, c in enumerate(children)]
         return tuple(g for g, _ in res), tuple(d for _, d in res)
 
     def update_state(params: Tuple[Any, ...], cache: Tuple) -> Tuple[Any, ...]:
         check_child_params(params, n, where)
+        check_child_caches(cache, n, where)
         return tuple(c.update_state(p, k) for c, p, k in zip(children, params, cache))
 
     def cache_bytes(in_shape: Any, itemsize: int) -> int:
@@ -230,9 +238,7 @@ def fan_in_sum() -> Layer:
 
     def backward(params: Any, cache: Tuple[int, Shape], dy: Array) -> Tuple[None, Tuple[Array, ...]]:
         count, shape = cache
-        if tuple(np.shape(dy)) != shape:
-            raise ValueError(f"{where}: dy must have shape {shape}, got {np.shape(dy)}")
-        return None, (dy,) * count
+        return None, (cotangent(dy, shape, where),) * count
 
     return Layer(where, init, forward, backward, cache_bytes=lambda s, i: 0)
 
@@ -287,8 +293,7 @@ def fan_in_concat(axis: int = 1) -> Layer:
         ax, shapes = cache
         expected = list(shapes[0])
         expected[ax] = sum(s[ax] for s in shapes)
-        if tuple(np.shape(dy)) != tuple(expected):
-            raise ValueError(f"{where}: dy must have shape {tuple(expected)}, got {np.shape(dy)}")
+        dy = cotangent(dy, tuple(expected), where)
         cuts = np.cumsum([s[ax] for s in shapes])[:-1]
         return None, tuple(np.ascontiguousarray(d) for d in np.split(dy, cuts, axis=ax))
 

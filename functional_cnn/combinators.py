@@ -13,8 +13,10 @@ import toolz
 
 from ._checks import check_rng
 from .layer import Array, Layer, Shape
+from .tree import tree_describe
 
-__all__ = ["serial", "call_child", "child_error", "check_children", "check_child_params", "spawn_rngs"]
+__all__ = ["serial", "call_child", "child_error", "check_children", "check_child_params", "check_child_caches",
+           "spawn_rngs"]
 
 T = TypeVar("T")
 
@@ -52,10 +54,19 @@ def check_children(layers: Sequence[Any], where: str) -> Tuple[Layer, ...]:
 
 
 def check_child_params(params: Any, n: int, where: str) -> None:
-    """Combinator params must be a tuple with one entry per child."""
+    """Combinator params must be a tuple with one entry per child; the error shows them by path."""
     if not isinstance(params, tuple) or len(params) != n:
         got = f"tuple of length {len(params)}" if isinstance(params, tuple) else type(params).__name__
-        raise TypeError(f"{where}: params must be a tuple of {n} child params (one per layer), got {got}")
+        raise TypeError(f"{where}: params must be a tuple of {n} child params (one per layer), got {got}; "
+                        f"make them with this layer's init. Got:\n{tree_describe(params)}")
+
+
+def check_child_caches(cache: Any, n: int, where: str) -> None:
+    """A combinator's cache must be the tuple of its children's caches that its forward returned."""
+    if not isinstance(cache, tuple) or len(cache) != n:
+        got = f"tuple of length {len(cache)}" if isinstance(cache, tuple) else type(cache).__name__
+        raise TypeError(f"{where}: cache must be the tuple of {n} child caches returned by this layer's forward, "
+                        f"got {got}")
 
 
 def spawn_rngs(rng: Any, n: int, where: str) -> Tuple[Any, ...]:
@@ -96,7 +107,8 @@ def serial(*layers: Layer) -> Layer:
             out, p = call_child(names[i], layer.init, rngs[i], shape, dtype)
             return tuple(out), params + (p,)
 
-        return toolz.reduce(step, enumerate(children), (tuple(in_shape), ()))
+        # in_shape goes to the first child as given: it validates it and names itself in the error.
+        return toolz.reduce(step, enumerate(children), (in_shape, ()))
 
     def forward(params: Tuple[Any, ...], x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Tuple]:
         check_child_params(params, n, where)
@@ -111,6 +123,7 @@ def serial(*layers: Layer) -> Layer:
 
     def backward(params: Tuple[Any, ...], cache: Tuple, dy: Array) -> Tuple[Tuple[Any, ...], Array]:
         check_child_params(params, n, where)
+        check_child_caches(cache, n, where)
 
         def step(acc: Tuple[Array, Tuple], i: int) -> Tuple[Array, Tuple]:
             d, grads = acc
@@ -122,6 +135,7 @@ def serial(*layers: Layer) -> Layer:
 
     def update_state(params: Tuple[Any, ...], cache: Tuple) -> Tuple[Any, ...]:
         check_child_params(params, n, where)
+        check_child_caches(cache, n, where)
         return tuple(c.update_state(p, k) for c, p, k in zip(children, params, cache))
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
