@@ -14,12 +14,16 @@ from typing import Any, Callable, Optional, Tuple
 import attrs
 import numpy as np
 
-from .._checks import check_params_type, float_array, positive_int, same_dtype, shape_tuple
+from .._checks import (
+    check_cache_type, check_params_type, check_rng, cotangent, float_array, float_dtype, positive_int, same_dtype,
+    shape_tuple,
+)
+from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
 from .conv import Conv2DParams, conv2d, conv_output_size
 from .pool import avg_pool2d, max_pool2d
 
-__all__ = ["Conv1DParams", "conv1d", "max_pool1d", "avg_pool1d"]
+__all__ = ["Conv1DParams", "OneDCache", "conv1d", "max_pool1d", "avg_pool1d"]
 
 
 @attrs.frozen(eq=False)
@@ -28,6 +32,32 @@ class Conv1DParams:
 
     w: Array = param_field()  # (C_out, C_in / groups, K)
     b: Optional[Array] = param_field(default=None)  # (C_out,) or None when use_bias=False
+
+
+@attrs.frozen(eq=False)
+class OneDCache:
+    """Cache of the 1-D layers: the 2-D layer's cache and the 1-D shapes, so errors speak in 1-D terms."""
+
+    inner: Any  # the cache of the wrapped conv2d / pooling layer
+    x_shape: Tuple[int, ...]  # (N, C, L)
+    y_shape: Tuple[int, ...]  # (N, C_out, OL)
+
+
+def _inner_call(where: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Call the wrapped 2-D layer; an error it raises (not foreseen here) gets ``where`` prefixed."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, TypeError) as err:
+        if type(err) not in (ValueError, TypeError):
+            raise
+        raise type(err)(f"{where}: {err}") from err
+
+
+def _backward_1d(where: str, inner: Layer, params: Any, cache: Any, dy: Any) -> Tuple[Any, Array]:
+    check_cache_type(cache, OneDCache, where)
+    dy = cotangent(dy, cache.y_shape, where)
+    grads, dx = _inner_call(where, inner.backward, params, cache.inner, dy[:, :, None, :])
+    return grads, dx.reshape(cache.x_shape)
 
 
 def _padding_1d(padding: Any, where: str) -> Any:
@@ -84,6 +114,12 @@ def conv1d(out_channels: int, kernel_size: int, *, stride: int = 1, padding: Any
     d = positive_int(dilation, where, "dilation")
     pad = _padding_1d(padding, where)
     g = positive_int(groups, where, "groups")
+    if c_out % g:
+        raise ValueError(f"{where}: out_channels (={c_out}) must be divisible by groups (={g})")
+    if not isinstance(use_bias, bool):
+        raise TypeError(f"{where}: use_bias must be a bool, got {use_bias!r}")
+    get_initializer(w_init, where, "w_init")
+    get_initializer(b_init, where, "b_init")
     inner = conv2d(c_out, (1, k), stride=(1, s), padding=pad if isinstance(pad, str) else (0, pad),
                    dilation=(1, d), groups=g, use_bias=use_bias, w_init=w_init, b_init=b_init)
 
@@ -100,29 +136,41 @@ def conv1d(out_channels: int, kernel_size: int, *, stride: int = 1, padding: Any
 
     def init(rng: np.random.Generator, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, Conv1DParams]:
         in_shape = _shape_cl(where, in_shape)
+        float_dtype(dtype, where)
+        check_rng(rng, where, required=False)
         out = check_shape(in_shape, "in_shape")
-        _, p = inner.init(rng, (in_shape[0], 1, in_shape[1]), dtype)
+        _, p = _inner_call(where, inner.init, rng, (in_shape[0], 1, in_shape[1]), dtype)
         return out, Conv1DParams(p.w.reshape(p.w.shape[0], p.w.shape[1], k), p.b)
 
     def forward(params: Conv1DParams, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Any]:
         check_params_type(params, Conv1DParams, where)
         x = _rank3(where, x)
+        _check_param_shapes(params)
         same_dtype(x, params.w, where)
         if x.shape[1] != params.w.shape[1] * g:
             raise ValueError(f"{where}: x has {x.shape[1]} channels (shape {x.shape}), params expect "
                              f"{params.w.shape[1] * g} (w shape {params.w.shape}, groups {g})")
-        check_shape(x.shape[1:], "x.shape[1:]")
+        _, ol = check_shape(x.shape[1:], "x.shape[1:]")
         w4 = params.w.reshape(params.w.shape[:2] + (1, k))
-        y, cache = inner.forward(Conv2DParams(w4, params.b), x[:, :, None, :], rng=rng, train=train)
-        return y.reshape(y.shape[0], y.shape[1], y.shape[3]), cache
+        y, cache = _inner_call(where, inner.forward, Conv2DParams(w4, params.b), x[:, :, None, :], rng=rng, train=train)
+        y_shape = (x.shape[0], params.w.shape[0], ol)
+        return y.reshape(y_shape), OneDCache(cache, tuple(x.shape), y_shape)
+
+    def _check_param_shapes(params: Conv1DParams) -> None:
+        w, b = params.w, params.b
+        if w.ndim != 3 or w.shape[0] != c_out or w.shape[2] != k:
+            raise ValueError(f"{where}: params.w must have shape ({c_out}, C_in / groups, {k}), got {w.shape}")
+        if (b is None) == use_bias or (b is not None and b.shape != (c_out,)):
+            want = f"shape ({c_out},)" if use_bias else "None (use_bias=False)"
+            raise ValueError(f"{where}: params.b must be {want}, got {None if b is None else b.shape}")
+        if b is not None and b.dtype != w.dtype:
+            raise TypeError(f"{where}: params.b has dtype {b.dtype} but params.w has {w.dtype}")
 
     def backward(params: Conv1DParams, cache: Any, dy: Array) -> Tuple[Conv1DParams, Array]:
-        dy = np.asarray(dy)
-        if dy.ndim != 3:
-            raise ValueError(f"{where}: dy must have rank 3 (N, C_out, OL), got shape {dy.shape}")
+        check_params_type(params, Conv1DParams, where)
         w4 = params.w.reshape(params.w.shape[:2] + (1, k))
-        grads, dx = inner.backward(Conv2DParams(w4, params.b), cache, dy[:, :, None, :])
-        return Conv1DParams(grads.w.reshape(params.w.shape), grads.b), dx.reshape(dx.shape[0], dx.shape[1], -1)
+        grads, dx = _backward_1d(where, inner, Conv2DParams(w4, params.b), cache, dy)
+        return Conv1DParams(grads.w.reshape(params.w.shape), grads.b), dx
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         c, length = in_shape
@@ -150,16 +198,14 @@ def _pool1d(where: str, make: Callable[..., Layer], size: int, stride: Optional[
 
     def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Any]:
         x = _rank3(where, x)
-        out_len(x.shape[1:], "x.shape[1:]")
-        y, cache = inner.forward(None, x[:, :, None, :], rng=rng, train=train)
-        return y.reshape(y.shape[0], y.shape[1], y.shape[3]), cache
+        c, ol = out_len(x.shape[1:], "x.shape[1:]")
+        y, cache = _inner_call(where, inner.forward, None, x[:, :, None, :], rng=rng, train=train)
+        y_shape = (x.shape[0], c, ol)
+        return y.reshape(y_shape), OneDCache(cache, tuple(x.shape), y_shape)
 
     def backward(params: Any, cache: Any, dy: Array) -> Tuple[None, Array]:
-        dy = np.asarray(dy)
-        if dy.ndim != 3:
-            raise ValueError(f"{where}: dy must have rank 3 (N, C, OL), got shape {dy.shape}")
-        _, dx = inner.backward(None, cache, dy[:, :, None, :])
-        return None, dx.reshape(dx.shape[0], dx.shape[1], -1)
+        _, dx = _backward_1d(where, inner, None, cache, dy)
+        return None, dx
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         c, length = in_shape
