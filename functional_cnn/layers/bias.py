@@ -6,7 +6,7 @@ from typing import Any, Tuple
 import attrs
 import numpy as np
 
-from .._checks import check_params_type, float_array, float_dtype, same_dtype, shape_tuple
+from .._checks import check_params_type, cotangent, float_array, float_dtype, same_dtype, shape_tuple
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
 
@@ -43,8 +43,8 @@ def bias(b_init: Any = "zeros") -> Layer:
         return x + params.b, tuple(x.shape)
 
     def backward(params: BiasParams, cache: Tuple[int, ...], dy: Array) -> Tuple[BiasParams, Array]:
-        if np.shape(dy) != cache:
-            raise ValueError(f"{where}: dy must have shape {cache}, got {np.shape(dy)}")
+        check_params_type(params, BiasParams, where)
+        dy = cotangent(dy, cache, where)
         return BiasParams(dy.sum(axis=0)), dy
 
     return Layer(where, init, forward, backward, cache_bytes=lambda s, i: 0)

@@ -12,7 +12,7 @@ from typing import Any, Optional, Tuple
 import attrs
 import numpy as np
 
-from .._checks import check_rng, float_array, real_number, shape_tuple
+from .._checks import check_cache_type, check_rng, cotangent, float_array, real_number, shape_tuple
 from ..layer import Array, Layer, Shape
 
 __all__ = ["DropoutCache", "dropout"]
@@ -69,8 +69,8 @@ def dropout(drop_rate: float) -> Layer:
         return y, DropoutCache(mask, scale, tuple(x.shape))
 
     def backward(params: Any, cache: DropoutCache, dy: Array) -> Tuple[None, Array]:
-        if tuple(np.shape(dy)) != cache.x_shape:
-            raise ValueError(f"{where}: dy must have shape {cache.x_shape}, got {np.shape(dy)}")
+        check_cache_type(cache, DropoutCache, where)
+        dy = cotangent(dy, cache.x_shape, where)
         if cache.mask is None:
             return None, dy
         dx = dy * cache.mask

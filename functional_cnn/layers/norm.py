@@ -18,7 +18,9 @@ from typing import Any, Optional, Tuple
 import attrs
 import numpy as np
 
-from .._checks import check_params_type, float_array, float_dtype, real_number, same_dtype, shape_tuple
+from .._checks import (
+    check_cache_type, check_params_type, cotangent, float_array, float_dtype, real_number, same_dtype, shape_tuple,
+)
 from ..layer import Array, Layer, Shape, param_field, state_field
 
 __all__ = ["BatchNormParams", "BatchNormCache", "batch_norm", "LayerNormParams", "LayerNormCache", "layer_norm"]
@@ -112,6 +114,15 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
         if params.mean is None or params.var is None:
             raise ValueError(f"{where}: params.mean and params.var (running statistics) must be arrays of "
                              f"shape ({c},), got None; build params with layer.init")
+        for name in ("gamma", "beta", "mean", "var"):
+            a = getattr(params, name)
+            if a.shape != (c,):
+                raise ValueError(f"{where}: params.{name} must have shape ({c},) like params.gamma, got {a.shape}")
+            if a.dtype != x.dtype:
+                raise TypeError(f"{where}: params.{name} must have dtype {x.dtype} like x and params.gamma, "
+                                f"got {a.dtype}")
+        if not train and (params.var < 0).any():
+            raise ValueError(f"{where}: params.var (running variance) must be >= 0, got {params.var.min()}")
         axes = (0,) + tuple(range(2, x.ndim))
         bs = _bshape(x)
         eps_t = x.dtype.type(eps_v)
@@ -136,9 +147,10 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
         return y, BatchNormCache(xhat, inv_std, bool(train), new_mean, new_var)
 
     def backward(params: BatchNormParams, cache: BatchNormCache, dy: Array) -> Tuple[BatchNormParams, Array]:
+        check_params_type(params, BatchNormParams, where)
+        check_cache_type(cache, BatchNormCache, where)
         xhat = cache.xhat
-        if tuple(np.shape(dy)) != xhat.shape:
-            raise ValueError(f"{where}: dy must have shape {xhat.shape}, got {np.shape(dy)}")
+        dy = cotangent(dy, xhat.shape, where)
         axes = (0,) + tuple(range(2, xhat.ndim))
         bs = _bshape(xhat)
         dbeta = dy.sum(axis=axes)
@@ -217,6 +229,12 @@ def layer_norm(eps: float = 1e-5) -> Layer:
         if x.ndim < 2 or x.shape[1:] != params.gamma.shape:
             raise ValueError(f"{where}: x must have shape (N,) + {params.gamma.shape} (the params' per-example "
                              f"shape), got {x.shape}")
+        if params.beta.shape != params.gamma.shape:
+            raise ValueError(f"{where}: params.beta must have shape {params.gamma.shape} like params.gamma, "
+                             f"got {params.beta.shape}")
+        if params.beta.dtype != params.gamma.dtype:
+            raise TypeError(f"{where}: params.beta must have dtype {params.gamma.dtype} like params.gamma, "
+                            f"got {params.beta.dtype}")
         axes = tuple(range(1, x.ndim))
         bs = (-1,) + (1,) * (x.ndim - 1)
         xc = x - x.mean(axis=axes).reshape(bs)
@@ -226,9 +244,10 @@ def layer_norm(eps: float = 1e-5) -> Layer:
         return xhat * params.gamma + params.beta, LayerNormCache(xhat, inv_std)
 
     def backward(params: LayerNormParams, cache: LayerNormCache, dy: Array) -> Tuple[LayerNormParams, Array]:
+        check_params_type(params, LayerNormParams, where)
+        check_cache_type(cache, LayerNormCache, where)
         xhat = cache.xhat
-        if tuple(np.shape(dy)) != xhat.shape:
-            raise ValueError(f"{where}: dy must have shape {xhat.shape}, got {np.shape(dy)}")
+        dy = cotangent(dy, xhat.shape, where)
         axes = tuple(range(1, xhat.ndim))
         bs = (-1,) + (1,) * (xhat.ndim - 1)
         dgamma = (dy * xhat).sum(axis=0)

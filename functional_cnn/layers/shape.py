@@ -5,7 +5,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
-from .._checks import float_array, shape_tuple
+from .._checks import cotangent, float_array, shape_tuple
 from ..layer import Array, Layer, Shape
 
 __all__ = ["flatten", "reshape"]
@@ -26,8 +26,7 @@ def _reshape_layer(where: str, target_of: Any, config: dict) -> Layer:
         return x.reshape((x.shape[0],) + target), tuple(x.shape)
 
     def backward(params: Any, cache: Tuple[int, ...], dy: Array) -> Tuple[None, Array]:
-        if int(np.size(dy)) != int(np.prod(cache)) or np.shape(dy)[:1] != cache[:1]:
-            raise ValueError(f"{where}: dy of shape {np.shape(dy)} does not match the input shape {cache}")
+        dy = cotangent(dy, cache[:1] + target_of(cache[1:], "x.shape[1:]"), where)
         return None, dy.reshape(cache)
 
     return Layer(where, init, forward, backward, cache_bytes=lambda s, i: 0, config=config)
@@ -56,8 +55,8 @@ def reshape(shape: Any) -> Layer:
     ):
         raise TypeError(f"{where}: shape must be a tuple of ints, got {shape!r}")
     spec = tuple(int(d) for d in shape)
-    if spec.count(-1) > 1 or any(d < -1 for d in spec):
-        raise ValueError(f"{where}: shape may hold one -1 and otherwise sizes >= 0, got {spec}")
+    if spec.count(-1) > 1 or any(d < -1 or d == 0 for d in spec):
+        raise ValueError(f"{where}: shape may hold one -1 and otherwise sizes >= 1, got {spec}")
 
     def target(in_shape: Shape, arg: str) -> Shape:
         total = int(np.prod(in_shape))
