@@ -110,6 +110,22 @@ def check_state(where: str, state: Any, cls: type) -> None:
         )
 
 
+def check_grads(where: str, grads: Any, params: Any = None) -> None:
+    """Every leaf of ``grads`` must be a floating array; with ``params``, the trees must match.
+
+    Called first by every transformation's ``update``, so an integer, complex or
+    object gradient (or a Python number) is refused with its path instead of being
+    silently promoted or failing deep inside.
+    """
+    for path, g in tree_leaves_with_paths(grads):
+        if not isinstance(g, np.ndarray) or g.dtype.kind != "f":
+            got = g.dtype if isinstance(g, np.ndarray) else type(g).__name__
+            raise TypeError(f"{where}.update: grads leaf '{path or '<root>'}' must be a floating numpy array "
+                            f"(float16/32/64), got {got}")
+    if params is not None:
+        check_grads_against_params(where, grads, params)
+
+
 def _check_shapes(where: str, grads: Any, other: Any, other_name: str, hint: str) -> None:
     for (path, g), o in zip(tree_leaves_with_paths(grads), tree_leaves(other)):
         if np.shape(g) != np.shape(o):
@@ -137,6 +153,17 @@ def check_grads_against_params(where: str, grads: Any, params: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- chain
+def _part(label: str, method: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Call a chained part; its ValueError/TypeError gets the chain's name prefixed
+    (``"adam(0.001, ...).update -> scale_by_adam.update: ..."``)."""
+    try:
+        return fn(*args)
+    except (ValueError, TypeError) as err:
+        if type(err) not in (ValueError, TypeError):
+            raise
+        raise type(err)(f"{label}.{method} -> {err}") from err
+
+
 def chain(*transforms: GradientTransformation, name: Optional[str] = None) -> GradientTransformation:
     """Compose transformations: the updates of each feed the next, left to right.
 
@@ -162,7 +189,7 @@ def chain(*transforms: GradientTransformation, name: Optional[str] = None) -> Gr
     label = name if name is not None else f"chain({', '.join(t.name for t in transforms)})"
 
     def init(params: Params) -> Tuple[OptState, ...]:
-        return tuple(t.init(params) for t in transforms)
+        return tuple(_part(label, "init", t.init, params) for t in transforms)
 
     def update(grads: Updates, state: Tuple[OptState, ...], params: Optional[Params] = None):
         if not isinstance(state, tuple) or len(state) != len(transforms):
@@ -171,11 +198,10 @@ def chain(*transforms: GradientTransformation, name: Optional[str] = None) -> Gr
                 f"{label}.update: state must be the tuple of {len(transforms)} states made by this "
                 f"optimizer's init, got {got}; was it made by another optimizer?"
             )
-        if params is not None:
-            check_grads_against_params(label, grads, params)
+        check_grads(label, grads, params)
         new_states: List[OptState] = []
         for t, s in zip(transforms, state):
-            grads, s = t.update(grads, s, params)
+            grads, s = _part(label, "update", t.update, grads, s, params)
             new_states.append(s)
         return grads, tuple(new_states)
 
@@ -197,13 +223,18 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     """
     assert_same_structure(updates, params, where="apply_updates", names=("updates", "params"), none_prefix=True)
     by_path = dict(tree_leaves_with_paths(updates))
+    for path, u in by_path.items():
+        if not isinstance(u, np.ndarray) or u.dtype.kind != "f":
+            got = u.dtype if isinstance(u, np.ndarray) else type(u).__name__
+            raise TypeError(f"apply_updates: update '{path or '<root>'}' must be a floating numpy array, got {got}")
 
     def add(path: str, p: Any) -> Any:
         u = by_path.get(path)
         if u is None:
             return p
         p = np.asarray(p)
-        u = np.asarray(u)
+        if p.dtype.kind != "f":
+            raise TypeError(f"apply_updates: param '{path or '<root>'}' must be a floating numpy array, got {p.dtype}")
         if u.shape != p.shape:
             raise ValueError(
                 f"apply_updates: update '{path}' has shape {u.shape}, its param has shape {p.shape}\n"

@@ -16,7 +16,7 @@ from ..tree import tree_leaves, tree_leaves_with_paths, tree_map, tree_map_with_
 from .base import (
     EmptyState,
     GradientTransformation,
-    check_grads_against_params,
+    check_grads,
     check_state,
     freeze,
 )
@@ -79,7 +79,7 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
     def update(grads: Any, state: EmptyState, params: Any = None):
         check_state(where, state, EmptyState)
         _require_params(where, params)
-        check_grads_against_params(where, grads, params)
+        check_grads(where, grads, params)
         if wd == 0.0:
             return grads, state
         tp = trainable(params)
@@ -118,6 +118,7 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
 
     def update(grads: Any, state: EmptyState, params: Any = None):
         check_state(where, state, EmptyState)
+        check_grads(where, grads, params)
         norm = global_norm(grads)
         if not norm > bound:
             return grads, state
@@ -153,6 +154,7 @@ def clip_by_value(low: float, high: float) -> GradientTransformation:
 
     def update(grads: Any, state: EmptyState, params: Any = None):
         check_state(where, state, EmptyState)
+        check_grads(where, grads, params)
         return tree_map(lambda g: freeze(np.clip(g, lo, hi)), grads), state
 
     return GradientTransformation(init, update, f"clip_by_value({lo:g}, {hi:g})")
@@ -184,8 +186,8 @@ def masked(inner: GradientTransformation, mask: Mask) -> GradientTransformation:
 
     def update(grads: Any, state: MaskedState, params: Any = None):
         check_state(where, state, MaskedState)
+        check_grads(where, grads, params)
         if params is not None:
-            check_grads_against_params(where, grads, params)
             tp = trainable(params)
             chosen = _selected(m, tp, where)
             sub_params = keep_only(tp, chosen)

@@ -19,6 +19,7 @@ from ..tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
 from .base import (
     GradientTransformation,
     EmptyState,
+    check_grads,
     check_grads_against_state,
     check_state,
     freeze,
@@ -120,6 +121,7 @@ def scale(step_size: float) -> GradientTransformation:
 
     def update(grads: Any, state: EmptyState, params: Any = None):
         check_state(where, state, EmptyState)
+        check_grads(where, grads, params)
         return tree_map(lambda g: freeze(g * factor), grads), state
 
     return GradientTransformation(init, update, f"scale({factor:g})")
@@ -178,6 +180,7 @@ def scale_by_learning_rate(learning_rate: Union[float, Schedule]) -> GradientTra
 
     def update(grads: Any, state: ScaleByLearningRateState, params: Any = None):
         check_state(where, state, ScaleByLearningRateState)
+        check_grads(where, grads, params)
         step = int(state.count)
         neg = -lr_at(step)
         updates = tree_map(lambda g: freeze(neg * g), grads)
@@ -242,6 +245,7 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
 
     def update(grads: Any, state: TraceState, params: Any = None):
         check_state(where, state, TraceState)
+        check_grads(where, grads, params)
         check_grads_against_state(where, grads, state.trace)
         updates, t = leafwise(step, 2, grads, state.trace)
         return updates, TraceState(_bump(state.count), t)
@@ -273,6 +277,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
 
     def update(grads: Any, state: ScaleByAdamState, params: Any = None):
         check_state(where, state, ScaleByAdamState)
+        check_grads(where, grads, params)
         check_grads_against_state(where, grads, state.mu)
         t = int(state.count) + 1
         c1 = 1.0 - b1**t
@@ -312,6 +317,7 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> GradientTransformatio
 
     def update(grads: Any, state: ScaleByRmsState, params: Any = None):
         check_state(where, state, ScaleByRmsState)
+        check_grads(where, grads, params)
         check_grads_against_state(where, grads, state.nu)
         updates, nu = leafwise(step, 2, grads, state.nu)
         return updates, ScaleByRmsState(_bump(state.count), nu)
@@ -339,6 +345,7 @@ def scale_by_adagrad(initial_accumulator: float = 0.1, eps: float = 1e-7) -> Gra
 
     def update(grads: Any, state: ScaleByAdagradState, params: Any = None):
         check_state(where, state, ScaleByAdagradState)
+        check_grads(where, grads, params)
         check_grads_against_state(where, grads, state.sum_of_squares)
         updates, s = leafwise(step, 2, grads, state.sum_of_squares)
         return updates, ScaleByAdagradState(_bump(state.count), s)
