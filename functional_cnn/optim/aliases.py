@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 from typing import Callable, Iterator, List, Union
 
+import numpy as np
+
 from .._checks import real_number
 from .base import GradientTransformation, chain
 from .constraints import add_decayed_weights
@@ -40,6 +42,8 @@ def _named(where: str) -> Iterator[None]:
 
 
 def _check_nesterov(where: str, nesterov: bool, momentum: float) -> None:
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"{where}: nesterov must be a bool, got {nesterov!r} ({type(nesterov).__name__})")
     if nesterov and momentum == 0.0:
         raise ValueError(f"{where}: nesterov=True needs momentum > 0, got momentum={momentum:g}")
 

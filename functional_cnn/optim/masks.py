@@ -50,14 +50,15 @@ class _PathMask:
         return f"{name}({', '.join(repr(p) for p in self.patterns)})"
 
 
-def _patterns(patterns: Sequence[Any], where: str) -> tuple:
+def _patterns(patterns: Sequence[Any], where: str, arg: str = "patterns") -> tuple:
     if len(patterns) == 1 and isinstance(patterns[0], (list, tuple)):
         patterns = tuple(patterns[0])
     if not patterns:
-        raise ValueError(f"{where}: needs at least one glob pattern such as '*.b', got none")
+        named = "" if arg == "patterns" else f"{arg} "
+        raise ValueError(f"{where}: {named}needs at least one glob pattern such as '*.b', got none")
     for p in patterns:
         if not isinstance(p, str):
-            raise TypeError(f"{where}: patterns must be strings such as '*.b', got {p!r} ({type(p).__name__})")
+            raise TypeError(f"{where}: {arg} must be strings such as '*.b', got {p!r} ({type(p).__name__})")
     return tuple(patterns)
 
 
@@ -88,7 +89,7 @@ def resolve_mask(mask: Mask, where: str) -> Callable[[str, Any], bool] | None:
     if isinstance(mask, str):
         return _PathMask((mask,))
     if isinstance(mask, (list, tuple)):
-        return _PathMask(_patterns(tuple(mask), where))
+        return _PathMask(_patterns(tuple(mask), where, "mask"))
     if callable(mask):
         return mask
     raise TypeError(

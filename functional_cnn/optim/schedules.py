@@ -42,6 +42,21 @@ def _step(step: Any, where: str) -> int:
     return int(step)
 
 
+def _sequence(value: Any, where: str, arg: str) -> list:
+    """A list or tuple (or 1-D array) argument, as a list."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return list(value)
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{where}: {arg} must be a list or tuple, got {value!r} ({type(value).__name__})")
+    return list(value)
+
+
+def _flag(value: Any, where: str, arg: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: {arg} must be a bool, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
 @attrs.frozen(eq=False)
 class Schedule:
     """A named pure function ``step -> value``; ``repr`` shows how it was built."""
@@ -78,8 +93,8 @@ def piecewise_constant_schedule(boundaries: Sequence[int], values: Sequence[floa
     (1.0, 0.1, 0.01)
     """
     where = "piecewise_constant_schedule"
-    bounds = [positive_int(b, where, f"boundaries[{i}]") for i, b in enumerate(boundaries)]
-    vals = [real_number(v, where, f"values[{i}]") for i, v in enumerate(values)]
+    bounds = [positive_int(b, where, f"boundaries[{i}]") for i, b in enumerate(_sequence(boundaries, where, "boundaries"))]
+    vals = [real_number(v, where, f"values[{i}]") for i, v in enumerate(_sequence(values, where, "values"))]
     if len(vals) != len(bounds) + 1:
         raise ValueError(
             f"{where}: values must have len(boundaries) + 1 = {len(bounds) + 1} entries, got {len(vals)}"
@@ -108,10 +123,14 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
     rate = real_number(decay_rate, where, "decay_rate", low=0.0, low_open=True)
     begin = positive_int(transition_begin, where, "transition_begin", minimum=0)
     end = None if end_value is None else real_number(end_value, where, "end_value")
+    staircase = _flag(staircase, where, "staircase")
 
     def fn(step: int) -> float:
         k = max(step - begin, 0) / n
-        value = v0 * rate ** (math.floor(k) if staircase else k)
+        try:
+            value = v0 * rate ** (math.floor(k) if staircase else k)
+        except OverflowError:  # rate > 1 for many steps: the value is infinite (end_value may cap it)
+            value = math.copysign(math.inf, v0) if v0 else 0.0
         if end is not None:
             value = max(value, end) if rate < 1 else min(value, end)
         return value
@@ -172,8 +191,8 @@ def join_schedules(schedules: Sequence[Callable[[int], float]], boundaries: Sequ
     (1.0, 1.0, 0.5)
     """
     where = "join_schedules"
-    parts = list(schedules)
-    bounds = [positive_int(b, where, f"boundaries[{i}]") for i, b in enumerate(boundaries)]
+    parts = _sequence(schedules, where, "schedules")
+    bounds = [positive_int(b, where, f"boundaries[{i}]") for i, b in enumerate(_sequence(boundaries, where, "boundaries"))]
     for i, s in enumerate(parts):
         if not callable(s):
             raise TypeError(f"{where}: schedules[{i}] must be callable step -> value, got {type(s).__name__}")
