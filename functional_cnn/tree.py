@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator, List, Sequence, Tuple
 import attrs
 import numpy as np
 
+from ._checks import float_dtype
 from .layer import is_state_field
 
 __all__ = [
@@ -139,8 +140,15 @@ def _walk(tree: Any, prefix: str) -> Iterator[Tuple[str, Any]]:
 
 
 def tree_leaves_with_paths(tree: Any) -> List[Tuple[str, Any]]:
-    """``[(path, leaf), ...]`` in a fixed order."""
-    return list(_walk(tree, ""))
+    """``[(path, leaf), ...]`` in a fixed order; ``TypeError`` if two leaves share a path
+    (``{"a.b": x, "a": {"b": y}}``: a dict key containing ``"."`` collides with a nested path)."""
+    pairs = list(_walk(tree, ""))
+    paths = [p for p, _ in pairs]
+    if len(set(paths)) != len(paths):
+        dup = next(p for i, p in enumerate(paths) if p in paths[:i])
+        raise TypeError(f"tree: two leaves have the path {dup!r}: a dict key containing '.' collides with a "
+                        f"nested path; rename the key")
+    return pairs
 
 
 def tree_leaves(tree: Any) -> List[Any]:
@@ -150,7 +158,7 @@ def tree_leaves(tree: Any) -> List[Any]:
 
 def tree_paths(tree: Any) -> List[str]:
     """The dotted path of every leaf, e.g. ``["0.b", "0.w", "4.b", "4.w"]``."""
-    return [path for path, _ in _walk(tree, "")]
+    return [path for path, _ in tree_leaves_with_paths(tree)]
 
 
 def tree_flatten(tree: Any) -> Tuple[List[Any], TreeDef]:
@@ -176,6 +184,11 @@ def _build(treedef: TreeDef, it: Iterator[Any]) -> Any:
 
 def tree_unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> Any:
     """Rebuild a tree of shape ``treedef`` from ``leaves`` in flatten order."""
+    if not isinstance(treedef, TreeDef):
+        raise TypeError(f"tree_unflatten: treedef must be a TreeDef (from tree_flatten or tree_structure), "
+                        f"got {type(treedef).__name__}")
+    if isinstance(leaves, (str, bytes)) or not hasattr(leaves, "__iter__"):
+        raise TypeError(f"tree_unflatten: leaves must be a sequence of leaves, got {type(leaves).__name__}")
     leaves = list(leaves)
     if len(leaves) != treedef.num_leaves:
         raise ValueError(
@@ -197,6 +210,8 @@ def _leaf_text(x: Any) -> str:
 
 def tree_describe(tree: Any, limit: int = 40) -> str:
     """One line per leaf: ``path: array(shape) dtype``; ``None`` subtrees shown too."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise TypeError(f"tree_describe: limit must be an int >= 1, got {limit!r}")
     lines: List[str] = []
 
     def rec(t: Any, prefix: str) -> None:
@@ -287,6 +302,11 @@ def _map(f: Callable, path: str, tree: Any, rest: Sequence[Any], with_path: bool
     return _rebuild(tree, out)
 
 
+def _check_callable(f: Any, where: str) -> None:
+    if not callable(f):
+        raise TypeError(f"{where}: f must be callable, got {type(f).__name__}")
+
+
 def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     """Apply ``f`` leaf-wise over ``tree`` and the trees in ``rest``.
 
@@ -295,6 +315,7 @@ def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     >>> tree_map(lambda a, b: a + b, (1, None), (10, 20))
     (11, None)
     """
+    _check_callable(f, "tree_map")
     for i, other in enumerate(rest):
         assert_same_structure(tree, other, where="tree_map", names=("tree", f"rest[{i}]"), none_prefix=True)
     return _map(f, "", tree, rest, False)
@@ -302,6 +323,7 @@ def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
 
 def tree_map_with_path(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     """Like :func:`tree_map`, but ``f(path, leaf, *others)``."""
+    _check_callable(f, "tree_map_with_path")
     for i, other in enumerate(rest):
         assert_same_structure(tree, other, where="tree_map_with_path", names=("tree", f"rest[{i}]"), none_prefix=True)
     return _map(f, "", tree, rest, True)
@@ -328,7 +350,8 @@ def state_paths(params: Any) -> List[str]:
 
 
 def tree_cast(tree: Any, dtype: Any) -> Any:
-    """Every floating-point array leaf cast to ``dtype``; other leaves unchanged."""
+    """Every floating-point array leaf cast to ``dtype`` (float16/32/64); other leaves unchanged."""
+    dtype = float_dtype(dtype, "tree_cast")
 
     def cast(x: Any) -> Any:
         if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating):
