@@ -114,10 +114,13 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
 
     def step(params: Any, opt_state: Any, batch: Tuple[np.ndarray, Any],
              rng: Optional[np.random.Generator] = None) -> Tuple[Any, Any, StepMetrics]:
-        x, y = batch
+        x, y = _pair(batch, "make_step", "batch")
         lr = learning_rate(opt_state)
         out, cache = net.forward(params, x, rng=rng, train=True)
-        value, dout = loss(out, y)
+        result = loss(out, y)
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise TypeError(f"make_step: loss must return (value, dpred), got {type(result).__name__}")
+        value, dout = result
         grads, _ = net.backward(params, cache, dout)
         updates, new_state = optimizer.update(grads, opt_state, params)
         new_params = net.update_state(apply_updates(params, updates), cache)
@@ -143,7 +146,20 @@ def batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     return (np.asarray(chunk) for chunk in toolz.partition_all(batch_size, order.tolist()))
 
 
-def _check_data(where: str, x: Any, y: Any) -> Tuple[np.ndarray, np.ndarray]:
+def _pair(value: Any, where: str, arg: str) -> Tuple[Any, Any]:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        got = f"{type(value).__name__} of length {len(value)}" if isinstance(value, (tuple, list)) else type(value).__name__
+        raise TypeError(f"{where}: {arg} must be a pair (x, y), got {got}")
+    return value[0], value[1]
+
+
+def _check_layer(net: Any, where: str) -> None:
+    if not isinstance(net, Layer):
+        raise TypeError(f"{where}: net must be a Layer, got {type(net).__name__}")
+
+
+def _check_data(where: str, data: Any, arg: str = "data") -> Tuple[np.ndarray, np.ndarray]:
+    x, y = _pair(data, where, arg)
     x = float_array(x, where, "x")
     y = np.asarray(y)
     if x.ndim < 1 or y.ndim < 1 or x.shape[0] != y.shape[0]:
@@ -177,7 +193,13 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
         NonFiniteError: with ``debug``, the first layer and direction where NaN/Inf appeared.
     """
     where = "fit"
-    x, y = _check_data(where, *data)
+    x, y = _check_data(where, data)
+    if test_data is not None:
+        _check_data(where, test_data, "test_data")
+    positive_int(seed, where, "seed", minimum=0, maximum=2**64 - 1)
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"{where}: shuffle must be a bool, got {shuffle!r}")
+    positive_int(eval_batch_size, where, "eval_batch_size")
     epochs = positive_int(epochs, where, "epochs")
     batch_size = positive_int(batch_size, where, "batch_size")
     start_step = positive_int(start_step, where, "start_step", minimum=0)
@@ -185,6 +207,10 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
         max_steps = positive_int(max_steps, where, "max_steps", minimum=0)
     step_fn = make_step(net, loss, optimizer, debug=debug)
     state = optimizer.init(params) if opt_state is None else opt_state
+    try:
+        learning_rate(state)
+    except ValueError as err:
+        raise TypeError(f"{where}: opt_state must be a state made by optimizer.init; {err}") from None
     per_epoch = -(-x.shape[0] // batch_size)
     first_epoch, skip = divmod(start_step, per_epoch)
     step = start_step
@@ -225,6 +251,7 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
 
 def predict(net: Layer, params: Any, x: Any, batch_size: int = 1000) -> np.ndarray:
     """Inference (``train=False``) in batches, so memory stays bounded."""
+    _check_layer(net, "predict")
     x = float_array(x, "predict", "x")
     batch_size = positive_int(batch_size, "predict", "batch_size")
     if x.shape[0] == 0:
@@ -236,8 +263,11 @@ def predict(net: Layer, params: Any, x: Any, batch_size: int = 1000) -> np.ndarr
 def evaluate(net: Layer, params: Any, data: Tuple[Any, Any], batch_size: int = 1000,
              loss: Optional[Callable] = None) -> EvalResult:
     """Mean loss and accuracy of ``net`` on ``data`` in inference mode, batch by batch."""
+    _check_layer(net, "evaluate")
     loss = softmax_cross_entropy if loss is None else loss
-    x, y = _check_data("evaluate", *data)
+    if not callable(loss):
+        raise TypeError(f"evaluate: loss must be callable (pred, target) -> (value, dpred), got {loss!r}")
+    x, y = _check_data("evaluate", data)
     batch_size = positive_int(batch_size, "evaluate", "batch_size")
     total, correct, acc_ok = 0.0, 0.0, True
     for i in range(0, x.shape[0], batch_size):
