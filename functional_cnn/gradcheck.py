@@ -19,6 +19,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import attrs
 import numpy as np
 
+from ._checks import positive_int
 from .layer import Layer
 from .tree import (
     assert_same_structure,
@@ -144,6 +145,7 @@ def check_layer(layer: Layer, rng: np.random.Generator, in_shape: Tuple[int, ...
         raise TypeError(f"check_layer: layer must be a Layer, got {type(layer).__name__}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"check_layer: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    batch_size = positive_int(batch_size, "check_layer", "batch_size")
     seed = int(rng.integers(2**62))
     fwd_rng = lambda: np.random.default_rng(seed)  # noqa: E731  same dropout mask for every evaluation
     out_shape, p0 = layer.init(rng, tuple(in_shape), dtype=np.float64)
@@ -200,6 +202,8 @@ def check_loss(loss: Callable[[np.ndarray, Any], Tuple[Any, np.ndarray]], rng: n
                pred: np.ndarray, target: Any, *, eps: float = 1e-6, tol: float = 1e-6, atol: float = 1e-9,
                max_checks: Optional[int] = 200, raise_on_fail: bool = True) -> GradCheckReport:
     """Check ``dpred`` of ``value, dpred = loss(pred, target)`` against central differences in float64."""
+    if not callable(loss):
+        raise TypeError(f"check_loss: loss must be callable (pred, target) -> (value, dpred), got {loss!r}")
     pred = np.asarray(pred, dtype=np.float64)
     if isinstance(target, np.ndarray) and np.issubdtype(target.dtype, np.floating):
         target = target.astype(np.float64)
