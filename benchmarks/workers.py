@@ -101,7 +101,10 @@ def fcnn_runner(net: str, batch: int, mode: str, seed: int) -> Tuple[Callable[[]
     state = {"params": params}
 
     def sgd(p: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return p - lr * g
+        new = np.multiply(g, lr)
+        np.subtract(p, new, out=new)  # p - lr * g with one fresh array
+        new.flags.writeable = False  # fresh and unshared: the params record takes it without a copy
+        return new
 
     def train_step() -> None:
         p = state["params"]
@@ -223,17 +226,17 @@ def _loss_with(model: Any, net: str, xi: np.ndarray, ti: Any) -> float:
 
 
 # ----------------------------------------------------------------------------- timing
-def time_calls(fn: Callable[[], Any], seconds: float, warmup: int) -> Tuple[int, float]:
-    """Call ``fn`` ``warmup`` times, then until ``seconds`` have passed; (calls, elapsed)."""
+def time_calls(fn: Callable[[], Any], seconds: float, warmup: int) -> Tuple[int, float, float]:
+    """Call ``fn`` ``warmup`` times, then until ``seconds`` have passed; (calls, wall s, CPU s)."""
     for _ in range(warmup):
         fn()
-    calls, start = 0, time.perf_counter()
+    calls, start, cpu = 0, time.perf_counter(), time.process_time()
     while True:
         fn()
         calls += 1
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
-            return calls, elapsed
+            return calls, elapsed, time.process_time() - cpu
 
 
 def matmul_gflops(seconds: float, size: int = 2048) -> float:
@@ -267,7 +270,8 @@ def run(spec: Dict[str, Any]) -> Dict[str, Any]:
     loss0 = first_loss()
     rss_before = rss_mb()
     warmup = 1 if impl == "notebook" else 3
-    calls, elapsed = time_calls(fn, seconds, warmup)
+    calls, elapsed, cpu = time_calls(fn, seconds, warmup)
     return {"impl": impl, "net": net, "batch": batch, "mode": mode, "calls": calls, "elapsed_s": elapsed,
-            "samples_per_s": calls * batch / elapsed, "first_loss": loss0,
+            "samples_per_s": calls * batch / elapsed, "cpu_s": cpu,
+            "samples_per_cpu_s": calls * batch / cpu if cpu > 0 else None, "first_loss": loss0,
             "rss_before_mb": rss_before, "peak_rss_mb": rss_mb()}
