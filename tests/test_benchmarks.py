@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import bench, workers  # noqa: E402
 from benchmarks.notebook_baseline import Seed000Net, Seed002Net  # noqa: E402
 
-ROW_KEYS = {"impl", "net", "batch", "mode", "samples_per_s", "samples_per_s_runs", "samples_per_cpu_s", "ratio_torch",
+ROW_KEYS = {"impl", "net", "batch", "mode", "samples_per_s", "samples_per_s_runs", "samples_per_s_best",
+            "samples_per_cpu_s", "ratio_torch",
             "ratio_notebook",
             "peak_rss_mb", "rss_before_mb", "gflops", "pct_matmul_peak", "first_loss"}
 
@@ -110,4 +111,5 @@ def test_summarize_computes_medians_and_ratios():
     assert fcnn["samples_per_s"] == 200.0 and fcnn["samples_per_s_runs"] == [100.0, 300.0, 200.0]
     assert fcnn["ratio_torch"] == 2.0 and fcnn["ratio_notebook"] == 50.0
     assert fcnn["pct_matmul_peak"] == pytest.approx(100 * fcnn["gflops"] / 100.0)
-    assert "| fcnn | seed1 | 1 | train | 200 | 2.00 | 50 | - |" in bench.table(list(rows.values()))
+    assert fcnn["samples_per_s_best"] == 300.0
+    assert "| fcnn | seed1 | 1 | train | 200 | 2.00 | 50 | 300 | - |" in bench.table(list(rows.values()))
