@@ -25,9 +25,10 @@ import gzip
 import hashlib
 import io
 import os
+import stat
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Dict, List, Optional, Tuple, Union
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -67,7 +68,8 @@ MAX_IDX_BYTES = 1 << 32
 # deflate cannot expand data by more than about 1032:1, so a gzip file of n bytes can
 # never hold more than this many times n bytes of payload.
 _GZIP_MAX_RATIO = 1100
-_CHUNK = 1 << 20
+_CHUNK = 1 << 18
+_MAX_RANK = 32  # numpy 1.x's limit on dimensions (numpy 2 allows 64)
 
 
 class DatasetError(ValueError):
@@ -106,10 +108,17 @@ def _read_header(f: BinaryIO, where: str) -> Tuple[np.dtype, Tuple[int, ...], in
     return IDX_DTYPES[code], shape, 4 + 4 * rank
 
 
-def _declared_bytes(dtype: np.dtype, shape: Tuple[int, ...]) -> int:
-    n = dtype.itemsize
+def _declared_bytes(dtype: np.dtype, shape: Tuple[int, ...], where: str) -> int:
+    """Payload size the header declares, after checking that numpy can hold such an array at all."""
+    if len(shape) > _MAX_RANK:
+        raise DatasetError(f"read_idx: {where}: header declares rank {len(shape)}; at most {_MAX_RANK} dimensions "
+                           f"are supported")
+    n = nonzero = dtype.itemsize
     for d in shape:  # Python ints: no overflow, however absurd the header
         n *= d
+        nonzero *= max(d, 1)
+    if n == 0 and nonzero > np.iinfo(np.intp).max:  # numpy refuses such a shape even with a zero dimension
+        raise DatasetError(f"read_idx: {where}: header declares shape {shape}, too large for any array")
     return n
 
 
@@ -121,25 +130,38 @@ def _check_declared(declared: int, limit: int, where: str, shape: Tuple[int, ...
         )
 
 
-def _read_exact(f: BinaryIO, declared: int, where: str, shape: Tuple[int, ...]) -> bytes:
-    """Read the payload in chunks, so memory grows only with the bytes really there."""
-    parts = []
-    got = 0
-    while got <= declared:
-        chunk = f.read(min(_CHUNK, declared + 1 - got))
-        if not chunk:
-            break
-        parts.append(chunk)
-        got += len(chunk)
+def _read_exact(f: BinaryIO, declared: int, where: str, shape: Tuple[int, ...], *, known: bool) -> Any:
+    """Read exactly the payload, never a second copy of it.
+
+    ``known``: the file size already matched ``declared`` (raw files), so the buffer is
+    allocated once and filled in place. Otherwise (gzip) it grows chunk by chunk, so
+    memory follows the bytes really there (about 1.1x the payload at the end).
+    """
+    if known:
+        buf: Any = np.empty(declared, np.uint8)
+        view, got = memoryview(buf), 0
+        while got < declared:
+            n = f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    else:
+        buf = bytearray()
+        while len(buf) < declared:
+            chunk = f.read(min(_CHUNK, declared - len(buf)))
+            if not chunk:
+                break
+            buf += chunk
+        got = len(buf)
     if got < declared:
         raise DatasetError(
             f"read_idx: {where}: short payload: header declares shape {shape} ({declared} bytes), file has {got}"
         )
-    if got > declared or f.read(1):
+    if f.read(1):
         raise DatasetError(
             f"read_idx: {where}: trailing bytes after the {declared}-byte payload declared for shape {shape}"
         )
-    return b"".join(parts)
+    return buf
 
 
 def read_idx(source: PathOrBytes, *, name: str | None = None, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
@@ -156,10 +178,13 @@ def read_idx(source: PathOrBytes, *, name: str | None = None, max_bytes: int = M
         (uint8, int8, int16, int32, float32 or float64).
 
     Raises:
-        DatasetError: bad magic, unknown type code, rank 0, a payload shorter or longer
-            than declared, a declared size larger than the file could hold, or a
-            broken gzip stream.
+        DatasetError: bad magic, unknown type code, rank 0 or above 32, a payload
+            shorter or longer than declared, a declared size larger than the file could
+            hold, a broken gzip stream, or a path that is not a regular file.
+        TypeError: ``source`` is neither a path nor bytes.
     """
+    if not isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike)):
+        raise TypeError(f"read_idx: source must be a path or bytes, got {type(source).__name__}")
     where = _name(source, name)
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
@@ -167,7 +192,10 @@ def read_idx(source: PathOrBytes, *, name: str | None = None, max_bytes: int = M
             size = len(raw)
             opener = lambda: io.BytesIO(raw)  # noqa: E731
         else:
-            size = os.stat(source).st_size
+            st = os.stat(source)
+            if not stat.S_ISREG(st.st_mode):  # a folder, a pipe (would block), a device (endless)
+                raise DatasetError(f"read_idx: {where}: not a regular file")
+            size = st.st_size
             opener = lambda: open(source, "rb")  # noqa: E731
         with opener() as f:
             is_gzip = f.read(2) == b"\x1f\x8b"
@@ -175,12 +203,12 @@ def read_idx(source: PathOrBytes, *, name: str | None = None, max_bytes: int = M
             if is_gzip:
                 with gzip.GzipFile(fileobj=f, mode="rb") as g:
                     dtype, shape, _ = _read_header(g, where)
-                    declared = _declared_bytes(dtype, shape)
+                    declared = _declared_bytes(dtype, shape, where)
                     _check_declared(declared, min(max_bytes, size * _GZIP_MAX_RATIO), where, shape)
-                    payload = _read_exact(g, declared, where, shape)
+                    payload = _read_exact(g, declared, where, shape, known=False)
             else:
                 dtype, shape, head = _read_header(f, where)
-                declared = _declared_bytes(dtype, shape)
+                declared = _declared_bytes(dtype, shape, where)
                 _check_declared(declared, max_bytes, where, shape)
                 if declared != size - head:
                     kind = "short payload" if declared > size - head else "trailing bytes"
@@ -188,15 +216,15 @@ def read_idx(source: PathOrBytes, *, name: str | None = None, max_bytes: int = M
                         f"read_idx: {where}: {kind}: header declares shape {shape} ({declared} bytes), "
                         f"file has {size - head} bytes after the header"
                     )
-                payload = _read_exact(f, declared, where, shape)
+                payload = _read_exact(f, declared, where, shape, known=True)
     except (OSError, EOFError, zlib.error) as err:
         if isinstance(err, FileNotFoundError):
             raise DatasetError(f"read_idx: {where}: no such file") from err
         raise DatasetError(f"read_idx: {where}: cannot read: {err}") from err
-    arr = np.frombuffer(payload, dtype=dtype).reshape(shape)
-    if dtype.itemsize > 1:
-        arr = arr.astype(dtype.newbyteorder("="))
-        arr.flags.writeable = False
+    arr = np.frombuffer(payload, dtype=dtype.newbyteorder("=")).reshape(shape)
+    if not dtype.isnative:  # big-endian bytes: swap them where they are, no second copy
+        arr.byteswap(inplace=True)
+    arr.flags.writeable = False
     return arr
 
 
