@@ -64,7 +64,16 @@ def _load_data(cfg: Dict[str, Any]) -> Any:
 
 def _resolve_train_config(args: argparse.Namespace) -> Dict[str, Any]:
     if args.resume:
-        cfg = runs.read_config(Path(args.resume))
+        run_dir = Path(args.resume)
+        if (run_dir / runs.CONFIG).is_file():
+            cfg = runs.read_config(run_dir)
+        elif (run_dir / runs.CHECKPOINT).is_file():  # killed before config.json was written: use the copy inside
+            cfg = dict(load_checkpoint(run_dir / runs.CHECKPOINT).config or {})
+            if "model" not in cfg:
+                raise CLIError(f"{run_dir / runs.CHECKPOINT} holds no training config; it was not written by train")
+        else:
+            raise FileNotFoundError(f"{run_dir} is not a run directory: it has neither {runs.CONFIG} nor "
+                                    f"{runs.CHECKPOINT}")
         for key in ("epochs", "max_steps"):
             if getattr(args, key) is not None:
                 cfg[key] = getattr(args, key)
@@ -92,11 +101,13 @@ def cmd_train(args: argparse.Namespace, out: Any) -> int:
     _, params = net.init(np.random.default_rng(np.random.SeedSequence([cfg["seed"], 2])), data.image_shape)
     run_dir = Path(args.resume or args.out or f"runs/{cfg['model']}-{cfg['dataset']}-seed{cfg['seed']}")
     state, start, rows = None, 0, []
-    if args.resume:
+    if args.resume and (run_dir / runs.CHECKPOINT).exists():
         ck = load_checkpoint(run_dir / runs.CHECKPOINT, params_like=params, opt_state_like=opt.init(params))
         params, state, start = ck.params, ck.opt_state, ck.step
-        rows = [r for r in runs.read_metrics(run_dir) if r["step"] <= start]
+        rows = [r for r in runs.read_metrics(run_dir) if r["step"] <= start]  # rows past the checkpoint: redone
         print(f"resuming {run_dir} at step {start}", file=out)
+    elif args.resume:
+        print(f"resuming {run_dir}: no checkpoint yet, starting from step 0", file=out)
     elif (run_dir / runs.CHECKPOINT).exists() or (run_dir / runs.CONFIG).exists():
         raise CLIError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
     elif run_dir.exists() and not run_dir.is_dir():
@@ -114,14 +125,17 @@ def cmd_train(args: argparse.Namespace, out: Any) -> int:
                 progress.step(rec)
                 continue
             progress.close()
-            if last is None:  # the run directory appears only once there is a whole epoch to put in it
-                run_dir.mkdir(parents=True, exist_ok=True)
-                runs.write_json(run_dir / runs.CONFIG, cfg)
-            last = rec
+            first, last = last is None, rec
             rows.append(runs.epoch_metrics(rec))
+            # The directory appears only once there is a whole epoch to put in it. Metrics go first: a row
+            # past the checkpoint's step is dropped and redone on resume, so a kill between the two loses
+            # nothing. config.json follows the checkpoint, which carries a copy of the config anyway.
+            run_dir.mkdir(parents=True, exist_ok=True)
+            runs.write_metrics(run_dir / runs.METRICS, rows)
             save_checkpoint(run_dir / runs.CHECKPOINT, params=rec.params, opt_state=rec.opt_state, step=rec.step,
                             config={k: v for k, v in cfg.items() if k != "versions"})
-            runs.write_metrics(run_dir / runs.METRICS, rows)
+            if first:
+                runs.write_json(run_dir / runs.CONFIG, cfg)
             print(epoch_line(rows[-1], cfg["epochs"]), file=out, flush=True)
     finally:
         progress.close()

@@ -182,3 +182,23 @@ def test_gz_idx_files_train(tmp_path):
     code, text = run(["train", "--model", "seed1", "--dataset", "fashion-mnist", "--data-dir", str(data), "--epochs",
                       "1", "--batch-size", "32", "--out", str(tmp_path / "run"), "--quiet", "--no-plot"])
     assert code == 0 and "epoch 1/1" in text
+
+
+def test_resume_works_when_a_kill_left_only_a_config_or_only_a_checkpoint(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert run(TINY + ["--epochs", "2", "--out", str(full)])[0] == 0
+    assert run(TINY + ["--epochs", "2", "--max-steps", "23", "--out", str(cut)])[0] == 0
+    (cut / "config.json").unlink()  # killed between the checkpoint and config.json
+    code, text = run(["train", "--resume", str(cut), "--max-steps", "46", "--quiet", "--no-plot"])
+    assert code == 0 and "resuming" in text and (cut / "config.json").exists()
+    a, b = load_checkpoint(full / "checkpoint.npz"), load_checkpoint(cut / "checkpoint.npz")
+    assert fingerprint((a.params, a.opt_state)) == fingerprint((b.params, b.opt_state))
+    only_config = tmp_path / "fresh"
+    only_config.mkdir()
+    (only_config / "config.json").write_text((full / "config.json").read_text())  # killed before any checkpoint
+    code, text = run(["train", "--resume", str(only_config), "--quiet", "--no-plot"])
+    assert code == 0 and "no checkpoint yet, starting from step 0" in text
+    c = load_checkpoint(only_config / "checkpoint.npz")
+    assert fingerprint((c.params, c.opt_state)) == fingerprint((a.params, a.opt_state))
+    rows = [json.loads(line) for line in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
