@@ -85,6 +85,8 @@ def _same_shape(pred: Array, target: Array, where: str, arg: str) -> None:
 
 def _labels(target: Array, n: int, k: int, where: str) -> Array:
     """Validate integer class labels of shape (n,) with values in [0, k)."""
+    if target.ndim != 1:
+        raise ValueError(f"{where}: class labels must have shape (N,), got {target.shape}")
     if target.dtype.kind not in "iu":
         raise TypeError(
             f"{where}: 1-D target holds class labels and must have an integer dtype, got {target.dtype}; "
@@ -126,9 +128,11 @@ def _probabilities(target: Array, shape: Tuple[int, ...], dtype: np.dtype, where
     return t
 
 
-def _unit_interval(x: Array, where: str, arg: str, hint: str = "") -> None:
-    """Raise unless every entry of ``x`` lies in [0, 1] (NaN is let through)."""
+def _unit_interval(x: Array, where: str, arg: str, hint: str = "", *, allow_nan: bool = True) -> None:
+    """Raise unless every entry of ``x`` lies in [0, 1] (NaN is let through when ``allow_nan``)."""
     bad = (x < 0) | (x > 1)
+    if not allow_nan:
+        bad |= np.isnan(x)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"{where}: {arg} must lie in [0, 1], got {x[idx]} at index {idx}{hint}")
@@ -224,7 +228,7 @@ def binary_cross_entropy(probs: Array, target: Array) -> Tuple[float, Array]:
     target = _real_target(target, where)
     _same_shape(probs, target, where, "probs")
     _unit_interval(probs, where, "probs", "; for raw scores use binary_cross_entropy_with_logits")
-    _unit_interval(target, where, "target")
+    _unit_interval(target, where, "target", allow_nan=False)
     dt = _work(probs.dtype)
     eps = np.finfo(probs.dtype).eps
     p = np.clip(probs.astype(dt, copy=False), eps, 1 - eps)   # fresh array
@@ -274,7 +278,7 @@ def binary_cross_entropy_with_logits(logits: Array, target: Array) -> Tuple[floa
     logits = _pred(logits, where, "logits")
     target = _real_target(target, where)
     _same_shape(logits, target, where, "logits")
-    _unit_interval(target, where, "target")
+    _unit_interval(target, where, "target", allow_nan=False)
     dt = _work(logits.dtype)
     z = logits.astype(dt, copy=False)
     t = target.astype(dt, copy=False)
@@ -337,6 +341,8 @@ def accuracy(pred: Array, target: Array) -> float:
     target = _real_target(target, where)
     if target.ndim == 2:
         _same_shape(pred, target, where, "pred")
+        if target.dtype.kind == "f" and not np.isfinite(target).all():
+            raise ValueError(f"{where}: target must be finite, got NaN or inf")
         labels = target.argmax(axis=1)
     elif target.ndim == 1:
         labels = _labels(target, n, k, where)
