@@ -113,3 +113,13 @@ def test_summarize_computes_medians_and_ratios():
     assert fcnn["pct_matmul_peak"] == pytest.approx(100 * fcnn["gflops"] / 100.0)
     assert fcnn["samples_per_s_best"] == 300.0
     assert "| fcnn | seed1 | 1 | train | 200 | 2.00 | 50 | 300 | - |" in bench.table(list(rows.values()))
+
+
+def test_profile_layers_reports_every_layer(capsys):
+    from benchmarks import profile_layers
+
+    total, rows = profile_layers.profile("seed1", 2, calls=2)
+    assert [name.split("(")[0] for name, _, _ in rows] == ["conv2d", "relu", "max_pool2d", "flatten", "dense"]
+    assert total > 0 and all(f > 0 and b > 0 for _, f, b in rows)
+    assert profile_layers.main(["seed1", "1", "--calls", "2"]) == 0
+    assert "| conv2d(out_channels=4, kernel_size=3x3) |" in capsys.readouterr().out
