@@ -12,7 +12,8 @@
   the optimizer state nor the params there are ever touched.
 * ``state`` is a tree of frozen attrs records whose arrays are read-only; an update
   returns a new state and never writes into the old one. Moment arrays have the
-  params' dtype (float32 stays float32) and, being trees shaped like the
+  params' dtype (float32 stays float32; float16 params get float32 moments, as
+  squared float16 gradients overflow) and, being trees shaped like the
   trainable params, also record which model the state was built for: ``update``
   checks the gradients against them and names the first path that differs.
 * :func:`chain` composes transformations left to right; its state is the tuple
@@ -90,13 +91,14 @@ def new_count(value: int = 0) -> Array:
 
 
 def zeros_like_params(params: Params, where: str, fill: float = 0.0) -> Any:
-    """Moments for the trainable leaves of ``params``: read-only arrays of their dtype."""
+    """Moments for the trainable leaves of ``params``: read-only arrays of their dtype, float32
+    for float16 params (squared float16 gradients overflow above 256 and vanish below 2.4e-4)."""
 
     def make(path: str, p: Any) -> Array:
         if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
             got = p.dtype if isinstance(p, np.ndarray) else type(p).__name__
             raise TypeError(f"{where}.init: params leaf '{path}' must be a floating numpy array, got {got}")
-        return freeze(np.full(p.shape, fill, dtype=p.dtype))
+        return freeze(np.full(p.shape, fill, dtype=np.float32 if p.dtype == np.float16 else p.dtype))
 
     return tree_map_with_path(make, trainable(params))
 
@@ -114,12 +116,13 @@ def check_grads(where: str, grads: Any, params: Any = None) -> None:
     """Every leaf of ``grads`` must be a floating array; with ``params``, the trees must match.
 
     Called first by every transformation's ``update``, so an integer, complex or
-    object gradient (or a Python number) is refused with its path instead of being
-    silently promoted or failing deep inside.
+    object gradient (or a Python number: its dtype is a guess) is refused with its
+    path instead of being silently promoted or failing deep inside. NumPy float
+    scalars (``np.float32(1.0)``, what ``a.sum()`` returns) are accepted.
     """
     for path, g in tree_leaves_with_paths(grads):
-        if not isinstance(g, np.ndarray) or g.dtype.kind != "f":
-            got = g.dtype if isinstance(g, np.ndarray) else type(g).__name__
+        if not isinstance(g, (np.ndarray, np.floating)) or g.dtype.kind != "f":
+            got = g.dtype if isinstance(g, (np.ndarray, np.generic)) else type(g).__name__
             raise TypeError(f"{where}.update: grads leaf '{path or '<root>'}' must be a floating numpy array "
                             f"(float16/32/64), got {got}")
     if params is not None:
@@ -153,7 +156,7 @@ def check_grads_against_params(where: str, grads: Any, params: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- chain
-def _part(label: str, method: str, fn: Callable[..., Any], *args: Any) -> Any:
+def part_call(label: str, method: str, fn: Callable[..., Any], *args: Any) -> Any:
     """Call a chained part; its ValueError/TypeError gets the chain's name prefixed
     (``"adam(0.001, ...).update -> scale_by_adam.update: ..."``)."""
     try:
@@ -189,7 +192,7 @@ def chain(*transforms: GradientTransformation, name: Optional[str] = None) -> Gr
     label = name if name is not None else f"chain({', '.join(t.name for t in transforms)})"
 
     def init(params: Params) -> Tuple[OptState, ...]:
-        return tuple(_part(label, "init", t.init, params) for t in transforms)
+        return tuple(part_call(label, "init", t.init, params) for t in transforms)
 
     def update(grads: Updates, state: Tuple[OptState, ...], params: Optional[Params] = None):
         if not isinstance(state, tuple) or len(state) != len(transforms):
@@ -201,7 +204,7 @@ def chain(*transforms: GradientTransformation, name: Optional[str] = None) -> Gr
         check_grads(label, grads, params)
         new_states: List[OptState] = []
         for t, s in zip(transforms, state):
-            grads, s = _part(label, "update", t.update, grads, s, params)
+            grads, s = part_call(label, "update", t.update, grads, s, params)
             new_states.append(s)
         return grads, tuple(new_states)
 
@@ -224,8 +227,8 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     assert_same_structure(updates, params, where="apply_updates", names=("updates", "params"), none_prefix=True)
     by_path = dict(tree_leaves_with_paths(updates))
     for path, u in by_path.items():
-        if not isinstance(u, np.ndarray) or u.dtype.kind != "f":
-            got = u.dtype if isinstance(u, np.ndarray) else type(u).__name__
+        if not isinstance(u, (np.ndarray, np.floating)) or u.dtype.kind != "f":
+            got = u.dtype if isinstance(u, (np.ndarray, np.generic)) else type(u).__name__
             raise TypeError(f"apply_updates: update '{path or '<root>'}' must be a floating numpy array, got {got}")
 
     def add(path: str, p: Any) -> Any:

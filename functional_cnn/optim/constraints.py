@@ -19,6 +19,7 @@ from .base import (
     check_grads,
     check_state,
     freeze,
+    part_call,
 )
 from .masks import Mask, check_mask_matches, evaluate_mask, resolve_mask
 
@@ -174,6 +175,7 @@ def masked(inner: GradientTransformation, mask: Mask) -> GradientTransformation:
     if not isinstance(inner, GradientTransformation):
         raise TypeError(f"{where}: inner must be a GradientTransformation, got {type(inner).__name__}")
     m = resolve_mask(mask, where)
+    label = f"masked({inner.name}, {mask!r})"
 
     def keep_only(tree: Any, chosen: Set[str]) -> Any:
         return tree_map_with_path(lambda path, x: x if path in chosen else None, tree)
@@ -182,7 +184,7 @@ def masked(inner: GradientTransformation, mask: Mask) -> GradientTransformation:
         tp = trainable(params)
         if m is not None:
             check_mask_matches(m, tree_paths(tp), where)
-        return MaskedState(inner.init(keep_only(tp, _selected(m, tp, where))))
+        return MaskedState(part_call(label, "init", inner.init, keep_only(tp, _selected(m, tp, where))))
 
     def update(grads: Any, state: MaskedState, params: Any = None):
         check_state(where, state, MaskedState)
@@ -194,9 +196,10 @@ def masked(inner: GradientTransformation, mask: Mask) -> GradientTransformation:
         else:
             chosen = _selected(m, grads, where)
             sub_params = None
-        sub_updates, inner_state = inner.update(keep_only(grads, chosen), state.inner, sub_params)
+        sub_updates, inner_state = part_call(label, "update", inner.update, keep_only(grads, chosen), state.inner,
+                                             sub_params)
         new = dict(tree_leaves_with_paths(sub_updates))
         updates = tree_map_with_path(lambda path, g: new.get(path, g), grads)
         return updates, MaskedState(inner_state)
 
-    return GradientTransformation(init, update, f"masked({inner.name}, {mask!r})")
+    return GradientTransformation(init, update, label)

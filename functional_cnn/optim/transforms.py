@@ -98,6 +98,12 @@ def leafwise(fn: Callable[..., Tuple[Array, ...]], n_out: int, grads: Any, *tree
     return tuple(tree_unflatten(treedef, [freeze(r[i]) for r in rows]) for i in range(n_out))
 
 
+def _widen(g: Array, state: Array) -> Array:
+    """``g`` in the state's dtype when that is wider (float16 grads, float32 moments): in float16
+    ``g * g`` overflows for ``|g| > 256`` and underflows below ``2.4e-4``. A no-op otherwise."""
+    return g.astype(np.promote_types(g.dtype, state.dtype), copy=False)
+
+
 def _unit_interval(value: Any, where: str, arg: str) -> float:
     return real_number(value, where, arg, low=0.0, high=1.0, high_open=True)
 
@@ -284,8 +290,9 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
         c2 = 1.0 - b2**t
 
         def step(g: Array, m: Array, v: Array) -> Tuple[Array, Array, Array]:
-            m = (b1 * m + (1.0 - b1) * g).astype(m.dtype, copy=False)
-            v = (b2 * v + (1.0 - b2) * (g * g)).astype(v.dtype, copy=False)
+            gw = _widen(g, m)
+            m = (b1 * m + (1.0 - b1) * gw).astype(m.dtype, copy=False)
+            v = (b2 * v + (1.0 - b2) * (gw * gw)).astype(v.dtype, copy=False)
             u = (m / c1) / (np.sqrt(v / c2 + eps_root) + eps)
             return u.astype(g.dtype, copy=False), m, v
 
@@ -312,8 +319,9 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> GradientTransformatio
         return ScaleByRmsState(new_count(0), zeros_like_params(params, where))
 
     def step(g: Array, v: Array) -> Tuple[Array, Array]:
-        v = (decay * v + (1.0 - decay) * (g * g)).astype(v.dtype, copy=False)
-        return (g / (np.sqrt(v) + eps)).astype(g.dtype, copy=False), v
+        gw = _widen(g, v)
+        v = (decay * v + (1.0 - decay) * (gw * gw)).astype(v.dtype, copy=False)
+        return (gw / (np.sqrt(v) + eps)).astype(g.dtype, copy=False), v
 
     def update(grads: Any, state: ScaleByRmsState, params: Any = None):
         check_state(where, state, ScaleByRmsState)
@@ -340,8 +348,9 @@ def scale_by_adagrad(initial_accumulator: float = 0.1, eps: float = 1e-7) -> Gra
         return ScaleByAdagradState(new_count(0), zeros_like_params(params, where, fill=init_acc))
 
     def step(g: Array, s: Array) -> Tuple[Array, Array]:
-        s = (s + g * g).astype(s.dtype, copy=False)
-        return (g / (np.sqrt(s) + eps)).astype(g.dtype, copy=False), s
+        gw = _widen(g, s)
+        s = (s + gw * gw).astype(s.dtype, copy=False)
+        return (gw / (np.sqrt(s) + eps)).astype(g.dtype, copy=False), s
 
     def update(grads: Any, state: ScaleByAdagradState, params: Any = None):
         check_state(where, state, ScaleByAdagradState)
