@@ -78,13 +78,18 @@ def all_cases() -> Dict[str, List[Case]]:
     return by_area
 
 
-_BLOCK = re.compile(r"(<!-- cases: (?P<area>[\w ]+) -->\n)(?P<body>.*?)(\n<!-- end cases -->)", re.S)
+_BLOCK = re.compile(r"<!-- cases: (?P<area>[\w ]+) -->\n(?P<body>(?:(?!<!-- cases:).)*?)<!-- end cases -->", re.S)
 
 
 def synced(doc: str) -> str:
     """``doc`` with every generated table replaced by the current cases."""
     cases = all_cases()
-    return _BLOCK.sub(lambda m: m.group(1) + render(cases[m.group("area")]) + m.group(4), doc)
+
+    def table(m: "re.Match[str]") -> str:
+        area = m.group("area")
+        return f"<!-- cases: {area} -->\n{render(cases.get(area, []))}\n<!-- end cases -->"
+
+    return _BLOCK.sub(table, doc)
 
 
 def areas_in(doc: str) -> List[str]:
