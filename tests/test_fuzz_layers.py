@@ -432,6 +432,8 @@ FACTORIES = {  # name: (factory, valid kwargs, a valid per-example input shape)
     "fan_out": (fc.fan_out, dict(n=2), (3,)),
     "fan_in_concat": (fc.fan_in_concat, dict(axis=1), ((3,), (2,))),
     "residual": (fc.residual, dict(block=fc.relu(), projection=None), (3,)),
+    "serial": (lambda argument: fc.serial(argument), dict(argument=fc.relu()), (3,)),
+    "parallel": (lambda argument: fc.parallel(argument, fc.relu()), dict(argument=fc.relu()), ((3,), (2,))),
 }
 HYPER = [(name, arg) for name, (_, kw, _) in FACTORIES.items() for arg in kw]
 
@@ -567,6 +569,59 @@ ERROR_CASES = [
     Case("layers", "parallel forward, one array instead of a tuple",
          lambda: fc.parallel(fc.relu(), fc.relu()).forward((None, None), np.ones((2, 3), F32)), TypeError,
          "parallel: x must be a non-empty tuple of arrays"),
+]
+
+
+NET = fc.serial(fc.flatten(), fc.dense(3))
+NET_P = _p(NET, (2, 2))
+XS = np.random.default_rng(0).standard_normal((8, 2, 2)).astype(F32)
+YS = np.arange(8) % 3
+
+
+def _fit(**kw):
+    args = dict(net=NET, params=NET_P, loss=fc.softmax_cross_entropy, optimizer=fc.sgd(0.1), data=(XS, YS),
+                epochs=1, batch_size=4, seed=0)
+    return next(fc.fit(**{**args, **kw}))
+
+
+def _step(loss=fc.softmax_cross_entropy, batch=(XS, YS)):
+    return fc.make_step(NET, loss, fc.sgd(0.1))(NET_P, fc.sgd(0.1).init(NET_P), batch)
+
+
+ERROR_CASES += [
+    Case("training", "fit(..., data=None)", lambda: _fit(data=None), TypeError,
+         "fit: data must be a pair (x, y), got NoneType"),
+    Case("training", "fit(..., data=(x,))", lambda: _fit(data=(XS,)), TypeError,
+         "fit: data must be a pair (x, y), got tuple of length 1"),
+    Case("training", "fit(..., data=(int x, y))", lambda: _fit(data=(XS.astype(int), YS)), TypeError,
+         "fit: x must have a floating dtype"),
+    Case("training", "fit(..., seed=-1)", lambda: _fit(seed=-1), ValueError, "fit: seed must be an integer >= 0"),
+    Case("training", "fit(..., shuffle='yes')", lambda: _fit(shuffle="yes"), TypeError,
+         "fit: shuffle must be a bool"),
+    Case("training", "fit(..., eval_batch_size=0)", lambda: _fit(eval_batch_size=0), ValueError,
+         "fit: eval_batch_size must be an integer >= 1"),
+    Case("training", "fit(..., test_data='t')", lambda: _fit(test_data="t"), TypeError,
+         "fit: test_data must be a pair (x, y), got str"),
+    Case("training", "fit(..., opt_state='s')", lambda: _fit(opt_state="s"), TypeError,
+         "fit: opt_state must be a state made by optimizer.init"),
+    Case("training", "make_step(...) with a loss returning a float", lambda: _step(loss=lambda a, b: 1.0), TypeError,
+         "make_step: loss must return (value, dpred), got float"),
+    Case("training", "step(params, state, (x,))", lambda: _step(batch=(XS,)), TypeError,
+         "make_step: batch must be a pair (x, y), got tuple of length 1"),
+    Case("training", "predict('net', params, x)", lambda: fc.predict("net", NET_P, XS), TypeError,
+         "predict: net must be a Layer, got str"),
+    Case("training", "evaluate(net, params, data, loss='ce')", lambda: fc.evaluate(NET, NET_P, (XS, YS), loss="ce"),
+         TypeError, "evaluate: loss must be callable"),
+    Case("training", "evaluate(net, params, (x[:0], y[:0]))", lambda: fc.evaluate(NET, NET_P, (XS[:0], YS[:0])),
+         ValueError, "evaluate: the dataset is empty"),
+    Case("training", "check_layer(dense(2), rng, (3,), batch_size=-1)",
+         lambda: fc.check_layer(fc.dense(2), np.random.default_rng(0), (3,), batch_size=-1), ValueError,
+         "check_layer: batch_size must be an integer >= 1"),
+    Case("training", "check_loss('loss', rng, pred, target)",
+         lambda: fc.check_loss("loss", np.random.default_rng(0), np.zeros((2, 3)), np.array([0, 1])), TypeError,
+         "check_loss: loss must be callable"),
+    Case("training", "summary(net, (2, 0))", lambda: fc.summary(NET, (2, 0)), ValueError,
+         "summary: in_shape[1] must be in [1, 2147483647], got 0"),
 ]
 
 

@@ -42,6 +42,8 @@ OPTIMIZERS = {  # name the errors start with: constructor
     "add_decayed_weights": lambda: optim.add_decayed_weights(0.1, _matrix),
     "clip_by_value": lambda: optim.clip_by_value(-1.0, 1.0),
     "scale_by_learning_rate": lambda: optim.scale_by_learning_rate(S.exponential_decay(0.1, 3, 0.5)),
+    "scale": lambda: optim.scale(-0.5),
+    "clip_by_global_norm": lambda: optim.clip_by_global_norm(0.5),
 }
 by_optimizer = pytest.mark.parametrize("name", list(OPTIMIZERS))
 
@@ -112,6 +114,25 @@ def test_updates_follow_the_params(name, params, seed, scale, steps):
         for path in fc.tree.state_paths(params):  # optimizers never touch state fields
             assert dict(tree_leaves_with_paths(new_params))[path] is dict(tree_leaves_with_paths(params))[path]
         params, state = new_params, new_state
+
+
+@by_optimizer
+@settings()
+@given(params=param_trees(dtype=np.float32), seed=SEEDS, value=st.sampled_from([np.nan, np.inf, -np.inf]))
+def test_non_finite_grads_are_not_hidden(name, params, seed, value):
+    """A NaN/Inf gradient is data: no error, and the updates show it (never a silent finite step)."""
+    grads = grads_for(params, np.random.default_rng(seed))
+    path = _first_array_path(grads)
+    if path is None or dict(tree_leaves_with_paths(grads))[path].size == 0:
+        return
+    grads = fc.tree.tree_map_with_path(lambda p, a: np.full_like(a, value) if p == path else a, grads)
+    opt = OPTIMIZERS[name]()
+    with np.errstate(all="ignore"):
+        updates, _ = opt.update(grads, opt.init(params), params)
+    if name == "clip_by_value" and value == value:
+        assert all(np.isfinite(u).all() for u in tree_leaves(updates))  # clipping an Inf is its purpose
+        return
+    assert not all(np.isfinite(u).all() for u in tree_leaves(updates))
 
 
 # ----------------------------------------------------------------------------- structural mismatches
