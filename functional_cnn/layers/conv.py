@@ -17,6 +17,7 @@ fed zeros (backward). Other strides use ``L = OH*OW`` (pitch ``OW``).
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Dict, Optional, Tuple
 
 import attrs
@@ -149,6 +150,27 @@ def col2im(dcols: Array, xp_shape: Tuple[int, ...], k: Tuple[int, int], s: Tuple
     return dxp
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(slot: str, shape: Tuple[int, ...], dtype: np.dtype, zero: bool = False) -> Array:
+    """A per-thread reusable buffer for a temporary that never leaves the layer call.
+
+    Holds no information between calls (it is overwritten, or zeroed, before use); it only
+    spares the allocator: a fresh multi-MB temporary per step is page-faulted in again
+    whenever glibc has trimmed the heap. Never used for outputs, caches or gradients.
+    """
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = getattr(_SCRATCH, slot, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(max(size, 1), dtype=np.uint8)
+        setattr(_SCRATCH, slot, buf)
+    out = buf[:size].view(dtype).reshape(shape)
+    if zero:
+        out.fill(0)
+    return out
+
+
 def _rows(a: Array, out_hw: Tuple[int, int], pitch: int) -> Array:
     """View ``(N, C, L)`` with row pitch ``pitch`` as ``(N, C, OH, OW)`` (drops wrapped columns)."""
     n, c, length = a.shape
@@ -201,7 +223,7 @@ def _backward_wide(w2: Array, cols: Array, dy: Array, cache: "Conv2DCache", k: T
     n, c_in, hp, wp = cache.xp_shape
     oh, ow = cache.out_hw
     c_o, hw, it = w2.shape[0], hp * wp, dy.itemsize
-    dyt = np.zeros((c_o, n, hw), dtype=dy.dtype)
+    dyt = _scratch("dyt", (c_o, n, hw), dy.dtype, zero=True)
     np.copyto(np.ndarray((c_o, n, oh, ow), dy.dtype, dyt, 0, (n * hw * it, hw * it, wp * it, it)),
               dy.transpose(1, 0, 2, 3))
     dyn = dyt.transpose(1, 0, 2)  # (N, C_out, Hp*Wp) view
@@ -352,7 +374,11 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
             # chunks measured 1-5% faster with a warm allocator but page-faulted 8x more
             # with glibc's default one, so it is built in one piece.)
             cols = im2col(xp, k, s, dil, out_hw, pitch)
-            y = emit(_grouped_matmul(w2, cols, g), params.b, out_hw, pitch, None)
+            if pitch == out_hw[1] or g > 1:  # the matmul's result is the output itself
+                y = emit(_grouped_matmul(w2, cols, g), params.b, out_hw, pitch, None)
+            else:  # wide rows: the matmul's result is a temporary, cropped into y
+                y_wide = np.matmul(w2, cols, out=_scratch("y_wide", (n, w2.shape[0], length), x.dtype))
+                y = emit(y_wide, params.b, out_hw, pitch, None)
             return y, Conv2DCache(cols, tuple(xp.shape), pads, out_hw, pitch)
         # Inference: a cache-sized chunk of the batch at a time, through reused buffers; the
         # cache keeps only the padded input (backward rebuilds the patches if asked).
