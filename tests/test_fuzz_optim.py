@@ -322,6 +322,8 @@ ERROR_CASES = [
          "adam: scale_by_adam: b1 must be in [0.0, 1.0)"),
     Case("optimizers", "adamw(1e-3, mask=(1, 2))", lambda: optim.adamw(1e-3, mask=(1, 2)), TypeError,
          "adamw: add_decayed_weights: mask must be strings such as '*.b'"),
+    Case("optimizers", "adamw(1e-3, mask=[])", lambda: optim.adamw(1e-3, mask=[]), ValueError,
+         "adamw: add_decayed_weights: needs at least one glob pattern such as '*.b' in mask"),
     Case("optimizers", "adamw(1e-3, mask='*.kernel').init(params)",
          lambda: optim.adamw(1e-3, mask="*.kernel").init(P0), ValueError, "adamw(0.001, b1=0.9"),
     Case("optimizers", "sgd(0.1).update(grads missing a leaf, state, params)",

@@ -54,8 +54,7 @@ def _patterns(patterns: Sequence[Any], where: str, arg: str = "patterns") -> tup
     if len(patterns) == 1 and isinstance(patterns[0], (list, tuple)):
         patterns = tuple(patterns[0])
     if not patterns:
-        named = "" if arg == "patterns" else f"{arg} "
-        raise ValueError(f"{where}: {named}needs at least one glob pattern such as '*.b', got none")
+        raise ValueError(f"{where}: needs at least one glob pattern such as '*.b' in {arg}, got none")
     for p in patterns:
         if not isinstance(p, str):
             raise TypeError(f"{where}: {arg} must be strings such as '*.b', got {p!r} ({type(p).__name__})")
