@@ -135,3 +135,25 @@ def test_empty_batch_flows_without_nan():
     grads, dx = net.backward(p, cache, y)
     assert dx.shape == (0, 1, 8, 8)
     assert all(np.all(g == 0) for g in fc.tree_leaves(grads))
+
+
+@pytest.mark.parametrize("layer, in_shape", [
+    (fc.conv2d(2, 3), (1, 5, 5)), (fc.conv2d(4, 3, groups=2), (2, 5, 5)), (fc.dense(3), (4,)),
+    (fc.max_pool2d(2), (1, 4, 4)), (fc.avg_pool2d(2), (1, 4, 4)), (fc.global_avg_pool2d(), (1, 4, 4)),
+    (fc.relu(), (3,)), (fc.sigmoid(), (3,)), (fc.identity(), (3,)),
+], ids=lambda v: getattr(v, "name", ""))
+def test_backward_refuses_a_non_float_or_misshapen_dy(layer, in_shape):
+    _, p = layer.init(np.random.default_rng(0), in_shape)
+    y, cache = layer.forward(p, np.ones((2,) + in_shape, np.float32))
+    with pytest.raises(TypeError, match=rf"{layer.name}: dy must have dtype .* got int64"):
+        layer.backward(p, cache, np.ones(y.shape, dtype=np.int64))
+    with pytest.raises(ValueError, match=rf"{layer.name}: dy must have shape"):
+        layer.backward(p, cache, np.ones(y.shape[:-1] + (y.shape[-1] + 1,), np.float32))
+
+
+def test_grouped_conv_on_an_empty_batch():
+    conv = fc.conv2d(4, 3, groups=2, padding=1)
+    _, p = conv.init(RNG, (2, 5, 5))
+    y, cache = conv.forward(p, np.zeros((0, 2, 5, 5), np.float32))
+    grads, dx = conv.backward(p, cache, y)
+    assert y.shape == (0, 4, 5, 5) and dx.shape == (0, 2, 5, 5) and not grads.w.any()

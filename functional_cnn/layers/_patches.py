@@ -127,7 +127,8 @@ def _grouped_matmul(w2: Array, cols: Array, groups: int, transpose: bool = False
     wg = w2.reshape(groups, w2.shape[0] // groups, w2.shape[1])
     if transpose:
         wg = wg.transpose(0, 2, 1)
-    return np.matmul(wg, cols.reshape(n, groups, wg.shape[2], length)).reshape(n, -1, length)
+    # Explicit channel count, not -1: an empty batch (n == 0) cannot infer it.
+    return np.matmul(wg, cols.reshape(n, groups, wg.shape[2], length)).reshape(n, groups * wg.shape[1], length)
 
 
 def _weight_grad(dyw: Array, cols: Array, groups: int) -> Array:

@@ -10,7 +10,7 @@ from typing import Any, Callable, Tuple
 import attrs
 import numpy as np
 
-from .._checks import float_array, real_number, shape_tuple
+from .._checks import cotangent, float_array, real_number, shape_tuple
 from ..layer import Array, Layer, Shape
 
 __all__ = ["ActivationCache", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity"]
@@ -49,8 +49,7 @@ def _elementwise(where: str, fwd: Callable[[Array], Tuple[Array, Array]],
         return y, ActivationCache(saved)
 
     def backward(params: Any, cache: ActivationCache, dy: Array) -> Tuple[None, Array]:
-        if np.shape(dy) != cache.saved.shape:
-            raise ValueError(f"{where}: dy must have shape {cache.saved.shape}, got {np.shape(dy)}")
+        dy = cotangent(dy, cache.saved.shape, where)
         return None, bwd(cache.saved, dy)
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
@@ -166,8 +165,7 @@ def identity() -> Layer:
         return x, tuple(x.shape)
 
     def backward(params: Any, cache: Tuple[int, ...], dy: Array) -> Tuple[None, Array]:
-        if np.shape(dy) != cache:
-            raise ValueError(f"identity: dy must have shape {cache}, got {np.shape(dy)}")
+        dy = cotangent(dy, cache, "identity")
         return None, dy
 
     return Layer("identity", _shape_init("identity"), forward, backward, cache_bytes=lambda s, i: 0)

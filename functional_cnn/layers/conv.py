@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional, Tuple
 import attrs
 import numpy as np
 
-from .._checks import check_params_type, float_array, same_dtype, float_dtype, int_pair, positive_int, shape_tuple
+from .._checks import cotangent, check_params_type, float_array, same_dtype, float_dtype, int_pair, positive_int, shape_tuple
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
 from ._patches import (_backward_wide, _frozen, _grouped_matmul, _pad, _rows, _scratch, _weight_grad, col2im,
@@ -226,8 +226,7 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         n = cache.xp_shape[0]
         oh, ow = cache.out_hw
         expected = (n, w.shape[0], oh, ow)
-        if np.shape(dy) != expected:
-            raise ValueError(f"{where}: dy must have shape {expected}, got {np.shape(dy)}")
+        dy = cotangent(dy, expected, where, dtype=w.dtype)
         cols = cache.cols if cache.cols is not None else im2col(cache.xp, k, s, dil, cache.out_hw, cache.pitch)
         c_o = w.shape[0]
         w2 = w.reshape(c_o, -1)

@@ -6,7 +6,7 @@ from typing import Any, Optional, Tuple
 import attrs
 import numpy as np
 
-from .._checks import check_params_type, float_array, float_dtype, positive_int, same_dtype, shape_tuple
+from .._checks import cotangent, check_params_type, float_array, float_dtype, positive_int, same_dtype, shape_tuple
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
 
@@ -77,8 +77,7 @@ def dense(out_features: int, use_bias: bool = True, *, w_init: Any = "he_normal"
 
     def backward(params: DenseParams, cache: DenseCache, dy: Array) -> Tuple[DenseParams, Array]:
         expected = (cache.x.shape[0], params.w.shape[1])
-        if tuple(np.shape(dy)) != expected:
-            raise ValueError(f"{where}: dy must have shape {expected}, got {np.shape(dy)}")
+        dy = cotangent(dy, expected, where, dtype=params.w.dtype)
         dw = np.dot(cache.x.T, dy)
         dw.flags.writeable = False  # fresh arrays: the record takes them without a copy
         db = None

@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence, Tuple
 import attrs
 import numpy as np
 
-from .._checks import float_array, int_pair, shape_tuple
+from .._checks import cotangent, float_array, int_pair, shape_tuple
 from ..layer import Array, Layer, Shape
 
 __all__ = ["MaxPoolCache", "AvgPoolCache", "max_pool2d", "avg_pool2d", "global_avg_pool2d"]
@@ -150,8 +150,7 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
 
     def backward(params: Any, cache: MaxPoolCache, dy: Array) -> Tuple[None, Array]:
         idx = cache.argmax
-        if np.shape(dy) != idx.shape:
-            raise ValueError(f"{where}: dy must have shape {idx.shape}, got {np.shape(dy)}")
+        dy = cotangent(dy, idx.shape, where)
         out_hw = idx.shape[2:]
         covered = (out_hw[0] - 1) * s[0] + k[0] == cache.x_shape[2] and (out_hw[1] - 1) * s[1] + k[1] == cache.x_shape[3]
         if s == k and covered:  # every input position gets exactly one write: no zero fill needed
@@ -203,8 +202,7 @@ def avg_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
         n, c, h, w = cache.x_shape
         out_hw = _out_hw(where, "x.shape[1:]", (c, h, w), k, s)
         expected = (n, c) + out_hw
-        if np.shape(dy) != expected:
-            raise ValueError(f"{where}: dy must have shape {expected}, got {np.shape(dy)}")
+        dy = cotangent(dy, expected, where)
         share = dy * dy.dtype.type(1.0 / kk)
         dx = np.zeros(cache.x_shape, dtype=dy.dtype)
         for p, q in offsets:
@@ -236,8 +234,7 @@ def global_avg_pool2d() -> Layer:
 
     def backward(params: Any, cache: AvgPoolCache, dy: Array) -> Tuple[None, Array]:
         n, c, h, w = cache.x_shape
-        if tuple(np.shape(dy)) != (n, c):
-            raise ValueError(f"{where}: dy must have shape {(n, c)}, got {np.shape(dy)}")
+        dy = cotangent(dy, (n, c), where)
         share = dy * dy.dtype.type(1.0 / (h * w))
         return None, np.ascontiguousarray(np.broadcast_to(share[:, :, None, None], cache.x_shape))
 
