@@ -111,6 +111,17 @@ def _max_pool_blocks(x: Array, k: Tuple[int, int], out_hw: Tuple[int, int]) -> T
     return y, idx
 
 
+def _pool_init(where: str, k: Tuple[int, int], s: Tuple[int, int]) -> Any:
+    """The shared ``init`` of the 2-D poolings: no params, output ``(C, OH, OW)``."""
+
+    def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
+        in_shape = shape_tuple(in_shape, where)
+        oh, ow = _out_hw(where, "in_shape", in_shape, k, s)
+        return (in_shape[0], oh, ow), None
+
+    return init
+
+
 def _pool_args(where: str, size: Any, stride: Any) -> Tuple[Tuple[int, int], Tuple[int, int]]:
     k = int_pair(size, where, "size")
     s = k if stride is None else int_pair(stride, where, "stride")
@@ -134,10 +145,7 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
     idx_dtype = np.uint8 if kk <= 256 else np.intp
     offsets = _offsets(k)
 
-    def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
-        in_shape = shape_tuple(in_shape, where)
-        oh, ow = _out_hw(where, "in_shape", in_shape, k, s)
-        return (in_shape[0], oh, ow), None
+    init = _pool_init(where, k, s)
 
     def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, MaxPoolCache]:
         x = float_array(x, where, "x", ndim=4, layout="(N, C, H, W)")
@@ -180,10 +188,7 @@ def avg_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
     kk = k[0] * k[1]
     offsets = _offsets(k)
 
-    def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
-        in_shape = shape_tuple(in_shape, where)
-        oh, ow = _out_hw(where, "in_shape", in_shape, k, s)
-        return (in_shape[0], oh, ow), None
+    init = _pool_init(where, k, s)
 
     def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, AvgPoolCache]:
         x = float_array(x, where, "x", ndim=4, layout="(N, C, H, W)")
