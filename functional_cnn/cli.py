@@ -1,4 +1,4 @@
-"""The ``functional-cnn`` command: train, evaluate, summary, gradcheck, plot.
+"""The ``functional-cnn`` command: train, evaluate, summary, gradcheck, plot, export.
 
 ``functional-cnn train`` with no arguments trains LeNet-5 on the embedded
 ``mnist-sample`` digits and writes a run directory (see :mod:`functional_cnn.runs`).
@@ -153,7 +153,8 @@ def _checkpoint_path(target: Path) -> Path:
     return target / runs.CHECKPOINT if target.is_dir() else target
 
 
-def cmd_evaluate(args: argparse.Namespace, out: Any) -> int:
+def _load_run(args: argparse.Namespace) -> tuple:
+    """``(cfg, data, net, params)`` of the run directory or checkpoint ``args.run`` (evaluate, export)."""
     path = _checkpoint_path(Path(args.run))
     raw = load_checkpoint(path)
     cfg = dict(raw.config or {})
@@ -163,7 +164,11 @@ def cmd_evaluate(args: argparse.Namespace, out: Any) -> int:
     data = _load_data(cfg)
     net = build_model(cfg["model"], data.num_classes)
     _, template = net.init(np.random.default_rng(0), data.image_shape)
-    params = load_checkpoint(path, params_like=template).params
+    return cfg, data, net, load_checkpoint(path, params_like=template).params
+
+
+def cmd_evaluate(args: argparse.Namespace, out: Any) -> int:
+    cfg, data, net, params = _load_run(args)
     res = evaluate(net, params, (data.x_test, data.y_test), args.batch_size, LOSSES[cfg.get("loss", "cross-entropy")])
     acc = "n/a" if res.accuracy is None else f"{100 * res.accuracy:.2f}%"
     print(f"{cfg['model']} on {cfg['dataset']} test ({res.n} examples): loss {res.loss:.4f}  accuracy {acc}", file=out)
@@ -219,6 +224,24 @@ def cmd_plot(args: argparse.Namespace, out: Any) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace, out: Any) -> int:
+    from . import onnx_export  # the onnx extra: imported only by this command
+
+    try:
+        onnx_export.require_onnx()
+    except onnx_export.OnnxUnavailable:
+        print(f"functional-cnn export needs onnx: {onnx_export.INSTALL_HINT}", file=sys.stderr)
+        return 2
+    target = Path(args.onnx)
+    if target.is_dir():
+        raise CLIError(f"--onnx {target} is a folder; give a file name such as {target / 'model.onnx'}")
+    cfg, data, net, params = _load_run(args)
+    path = onnx_export.export_onnx(net, params, data.image_shape, target)
+    print(f"wrote {path}: {cfg['model']} for input (N, {', '.join(map(str, data.image_shape))}), "
+          f"opset {onnx_export.OPSET}, float32", file=out)
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage block): ``functional-cnn train: error: ...``."""
 
@@ -228,7 +251,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="functional-cnn", description="Pure-functional CNNs in NumPy.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,summary,gradcheck,plot}",
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,summary,gradcheck,plot,export}",
                            parser_class=_Parser)
     t = sub.add_parser("train", help="train a model and write a run directory")
     t.add_argument("--model", choices=sorted(MODELS), help="network (default lenet)")
@@ -263,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             s.add_argument("--seed", type=int, default=0)
             s.add_argument("--max-checks", type=int, default=30, help="elements checked per tensor")
+    x = sub.add_parser("export", help="write a run's model and params as an ONNX file")
+    x.add_argument("run", help="run directory or checkpoint.npz")
+    x.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file to write (replaced atomically)")
+    x.add_argument("--dataset", choices=list(DATASETS), help="data set giving the input shape (default: the run's)")
+    x.add_argument("--data-dir")
     pl = sub.add_parser("plot", help="draw the training curves of a run directory")
     pl.add_argument("run", help="run directory")
     pl.add_argument("--output", help="PNG path (default RUN/curves.png)")
@@ -270,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "summary": cmd_summary, "gradcheck": cmd_gradcheck,
-            "plot": cmd_plot}
+            "plot": cmd_plot, "export": cmd_export}
 USER_ERRORS = (CLIError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError,
                CheckpointError, DatasetError, NonFiniteLossError, GradCheckError, ImportError)
 
