@@ -224,17 +224,17 @@ def _bind_outputs(ctx: OnnxContext, y: Value) -> List[str]:
     or an Identity added when ``y`` is a graph input, an initializer or already an output."""
     values = [y] if isinstance(y, str) else list(y)
     names = ["y"] if isinstance(y, str) else [f"y{i}" for i in range(len(values))]
-    produced = {out: node for node in ctx.nodes for out in node.output}
-    taken: set = set()
+    produced = {out for node in ctx.nodes for out in node.output}
+    renamed: Dict[str, str] = {}
     for value, name in zip(values, names):
-        if value in produced and value not in taken:
+        value = renamed.get(value, value)
+        if value in produced and value not in names:
             for node in ctx.nodes:
                 node.input[:] = [name if v == value else v for v in node.input]
                 node.output[:] = [name if v == value else v for v in node.output]
-            produced[name] = produced.pop(value)
+            renamed[value] = name
         else:
             ctx.nodes.append(ctx._onnx.helper.make_node("Identity", [value], [name], name=name))
-        taken.add(name)
     return names
 
 
@@ -283,7 +283,7 @@ def to_onnx(net: Layer, params: Any, in_shape: Any, *, check: bool = True) -> An
             onnx.checker.check_model(model, full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise OnnxExportError(f"export_onnx: the exported graph of {net.describe()} is not valid ONNX "
+            raise OnnxExportError(f"export_onnx: the exported graph of {net.name if net.children else net.describe()} is not valid ONNX "
                                   f"(a bug in a layer exporter?): {first}") from err
     return model
 
