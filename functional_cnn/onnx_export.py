@@ -35,6 +35,7 @@ import numpy as np
 from ._atomic import atomic_write
 from ._onnx_layers import BUILTIN_EXPORTERS
 from .layer import Layer
+from .tree import tree_leaves_with_paths
 
 __all__ = ["OPSET", "OnnxExportError", "OnnxUnavailable", "OnnxContext", "ExportFn", "register_onnx_exporter",
            "onnx_exporter", "to_onnx", "export_onnx", "require_onnx"]
@@ -124,7 +125,8 @@ class OnnxContext:
 
     @property
     def where(self) -> str:
-        return " -> ".join(self._where) or "the network"
+        inner = self._where[1:] or self._where  # the root is named only when the error is its own
+        return " -> ".join(inner) or "the network"
 
     def _fresh(self, base: str) -> str:
         name, i = base, 1
@@ -170,6 +172,17 @@ class OnnxContext:
         self.nodes.append(self._onnx.helper.make_node(op_type, list(inputs), [out], name=out, **attributes))
         return out
 
+    def _check_params(self, params: Any, template: Any) -> None:
+        """``params`` must have the fields and shapes that ``layer.init`` gives for this input shape."""
+        got, want = tree_leaves_with_paths(params), tree_leaves_with_paths(template)
+        if [p for p, _ in got] != [p for p, _ in want]:
+            raise self.fail(f"params must have the arrays {[p for p, _ in want]} (as layer.init makes them for "
+                            f"this input), got {[p for p, _ in got]} ({type(params).__name__})")
+        for (path, a), (_, b) in zip(got, want):
+            if np.shape(a) != np.shape(b):
+                raise self.fail(f"params.{path} has shape {np.shape(a)}, expected {np.shape(b)} for this input "
+                                f"(as layer.init makes it)")
+
     def out_shape(self, layer: Layer, in_shape: Any) -> Any:
         """``layer``'s per-example output shape for ``in_shape`` (from ``layer.init``)."""
         return layer.init(np.random.default_rng(0), in_shape, self.dtype)[0]
@@ -191,7 +204,9 @@ class OnnxContext:
                 raise self.fail(f"layer {layer.name!r} has no ONNX exporter; register one with "
                                 f"functional_cnn.onnx_export.register_onnx_exporter({layer.name!r}, fn)")
             try:
-                out_shape = self.out_shape(layer, in_shape)
+                out_shape, template = layer.init(np.random.default_rng(0), in_shape, self.dtype)
+                if not layer.children:  # a combinator's children are checked one by one
+                    self._check_params(params, template)
                 y = fn(self, layer, params, x, in_shape)
             except OnnxExportError:
                 raise

@@ -310,9 +310,18 @@ def test_params_that_do_not_fit_the_network_are_refused():
     with pytest.raises(OnnxExportError, match=r"serial: params must be a tuple of 12 \(one per child layer\), "
                                               r"got a tuple of 5"):
         to_onnx(lenet, params, (1, 28, 28))
-    with pytest.raises(OnnxExportError, match=r"serial\[0\] \(conv2d\): params must have an array field 'w', "
-                                              r"got NoneType"):
+    with pytest.raises(OnnxExportError, match=r"^export_onnx: serial\[0\] \(conv2d\): params must have the arrays "
+                                              r"\['w', 'b'\] \(as layer.init makes them for this input\), got \[\] "
+                                              r"\(NoneType\)"):
         to_onnx(seed1, (None,) + params[1:], (1, 28, 28))
+    _, wide = fc.conv2d(5, 3).init(np.random.default_rng(0), (1, 28, 28))
+    with pytest.raises(OnnxExportError, match=r"serial\[0\] \(conv2d\): params.w has shape \(5, 1, 3, 3\), "
+                                              r"expected \(4, 1, 3, 3\)"):
+        to_onnx(seed1, (wide,) + params[1:], (1, 28, 28))
+    ints = attrs.evolve(params[4], w=params[4].w.astype(np.int32))
+    with pytest.raises(OnnxExportError, match=r"serial\[4\] \(dense\): param 'w' must be a float array, got "
+                                              r"dtype int32"):
+        to_onnx(seed1, params[:4] + (ints,), (1, 28, 28))
     with pytest.raises(ValueError, match=r"in_shape must be a per-example shape of positive ints .* got \(1, 0, 28\)"):
         to_onnx(seed1, params, (1, 0, 28))
     with pytest.raises(TypeError, match=r"export_onnx: net must be a Layer, got tuple"):
