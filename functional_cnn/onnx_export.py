@@ -1,9 +1,8 @@
-"""Export a network and its params to an ONNX file (the ``onnx`` extra).
+"""Export a network and its params to an ONNX file (the ``onnx`` extra)::
 
->>> import functional_cnn as fc                                        # doctest: +SKIP
->>> net = fc.serial(fc.conv2d(4, 3), fc.relu(), fc.flatten(), fc.dense(10))
->>> _, params = net.init(np.random.default_rng(0), (1, 28, 28))
->>> export_onnx(net, params, (1, 28, 28), "net.onnx")
+    net = fc.serial(fc.conv2d(4, 3), fc.relu(), fc.flatten(), fc.dense(10))
+    _, params = net.init(np.random.default_rng(0), (1, 28, 28))
+    export_onnx(net, params, (1, 28, 28), "net.onnx")    # or to_onnx(...) for the ModelProto
 
 The graph reads ``x`` of shape ``(N, *in_shape)`` and writes ``y`` of shape
 ``(N, *out_shape)``, where ``N`` is a symbolic (dynamic) batch dimension; networks whose
