@@ -188,39 +188,36 @@ def test_every_public_layer_has_an_exporter_and_a_case():
     assert names <= covered, sorted(names - covered)
 
 
+def _exported_model(model_name, tmp_path):
+    net = build_model(model_name, 2 if model_name == "seed2" else 10)
+    params, _ = _setup(net, (1, 28, 28))
+    return net, params, export_onnx(net, params, (1, 28, 28), tmp_path / "net.onnx")
+
+
+def _batches(sizes):
+    return [np.random.default_rng(n).random((n, 1, 28, 28), dtype=np.float32) for n in sizes]
+
+
 @pytest.mark.parametrize("model_name", sorted(MODELS))
 def test_models_match_forward_at_two_batch_sizes_from_one_file(model_name, tmp_path):
-    classes = 2 if model_name == "seed2" else 10
-    net = build_model(model_name, classes)
-    shape = (1, 28, 28)
-    params, _ = _setup(net, shape)
-    path = export_onnx(net, params, shape, tmp_path / "net.onnx")
+    net, params, path = _exported_model(model_name, tmp_path)
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     dims = model.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param == "N" and [d.dim_value for d in dims[1:]] == [1, 28, 28]
     assert model.opset_import[0].version == onnx_export.OPSET == 17
     reference = ReferenceEvaluator(str(path))
-    ort = pytest.importorskip("onnxruntime") if model_name == "lenet" else None
-    for batch in (1, 3):
-        x = np.random.default_rng(batch).random((batch,) + shape, dtype=np.float32)
-        want, _ = net.forward(params, x, train=False)
-        np.testing.assert_allclose(reference.run(None, {"x": x})[0], want, **TOL)
-    if ort is not None:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        for batch in (2, 5):
-            x = np.random.default_rng(batch).random((batch,) + shape, dtype=np.float32)
-            np.testing.assert_allclose(session.run(None, {"x": x})[0], net.forward(params, x)[0], **TOL)
+    for x in _batches((1, 3)):
+        np.testing.assert_allclose(reference.run(None, {"x": x})[0], net.forward(params, x, train=False)[0], **TOL)
 
 
-@pytest.mark.parametrize("model_name", ["seed1", "resnet-small"])
-def test_models_in_onnxruntime(model_name):
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_models_in_onnxruntime_at_two_batch_sizes_from_one_file(model_name, tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    net = build_model(model_name)
-    params, xs = _setup(net, (1, 28, 28), batch=3)
-    session = ort.InferenceSession(to_onnx(net, params, (1, 28, 28)).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(None, {"x": xs[0]})[0], net.forward(params, xs[0])[0], **TOL)
+    net, params, path = _exported_model(model_name, tmp_path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for x in _batches((2, 5)):
+        np.testing.assert_allclose(session.run(None, {"x": x})[0], net.forward(params, x, train=False)[0], **TOL)
 
 
 def test_initializers_are_named_by_tree_path_and_float64_params_become_float32():
