@@ -270,11 +270,12 @@ def to_onnx(net: Layer, params: Any, in_shape: Any, *, check: bool = True) -> An
     if not isinstance(net, Layer):
         raise TypeError(f"export_onnx: net must be a Layer, got {type(net).__name__}")
     multi = _is_multi(in_shape)
-    if not multi and not (isinstance(in_shape, (tuple, list)) and all(
-            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in in_shape)):
+    shapes = [tuple(s) for s in in_shape] if multi else [in_shape]
+    if not all(isinstance(s, (tuple, list)) and all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                                                    and d >= 1 for d in s) for s in shapes):
         raise ValueError(f"export_onnx: in_shape must be a per-example shape of positive ints such as (1, 28, 28) "
                          f"(batch axis excluded), or a tuple of them, got {in_shape!r}")
-    shapes = [tuple(s) for s in in_shape] if multi else [tuple(in_shape)]
+    shapes = [tuple(int(d) for d in s) for s in shapes]
     in_names = [f"x{i}" for i in range(len(shapes))] if multi else ["x"]
     ctx = OnnxContext(onnx)
     ctx._names.update(in_names + ["y"])
