@@ -105,9 +105,8 @@ def cmd_train(args: argparse.Namespace, out: Any) -> int:
         return _train(args, out, None)
     from .data_parallel import AgreedError, Exchange, world
 
-    if args.exchange_timeout is not None and not args.exchange_timeout > 0:
-        raise CLIError(f"--exchange-timeout must be > 0 seconds, got {args.exchange_timeout}")
-    exchange = Exchange(world(), args.exchange_timeout or 120.0)
+    timeout = args.exchange_timeout if args.exchange_timeout is not None and args.exchange_timeout > 0 else 120.0
+    exchange = Exchange(world(), timeout)  # a bad --exchange-timeout is refused by _train, on every rank at once
     args.ranks = exchange.size
     try:  # rank 0 reports; the others stay quiet unless they alone fail
         return _train(args, out if exchange.rank == 0 else io.StringIO(), exchange)
@@ -120,6 +119,8 @@ def cmd_train(args: argparse.Namespace, out: Any) -> int:
 
 def _train(args: argparse.Namespace, out: Any, exchange: Any) -> int:
     root = exchange is None or exchange.rank == 0
+    if args.exchange_timeout is not None and not args.exchange_timeout > 0:
+        raise CLIError(f"--exchange-timeout must be > 0 seconds, got {args.exchange_timeout}")
     cfg = _resolve_train_config(args)
     if exchange is not None:
         if cfg["accumulate"] % exchange.size:
