@@ -208,4 +208,5 @@ def make_accumulating_step(net: Layer, loss: Callable, optimizer: GradientTransf
         return new_params, new_state, StepMetrics(value, acc, lr)
 
     step.accumulate = k  # type: ignore[attr-defined]
+    step.exchange = exchange  # type: ignore[attr-defined]  # its .seconds and .count time the exchanges
     return step
