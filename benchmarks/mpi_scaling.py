@@ -19,7 +19,11 @@ Method (printed with the table):
   of ``--exchanges`` calls: the transfer cost without load imbalance;
 * ``--sweep`` also times the all-gather for payloads of 1 KiB to 16 MiB, and fits
   ``t = alpha + bytes / beta`` (latency and bandwidth of one exchange between 2 ranks);
-* the plain one-process step (``make_step`` without ``comm``) is timed as the reference.
+* the plain one-process step (``make_step`` without ``comm``) is timed as the reference,
+  with the optimizer update alone and the ordered sum per micro-batch (fastest of 20);
+* with ``--sweep`` the script prints the scaling model of ``docs/distributed-mpi.md``
+  (:func:`step_model`) from these measurements, for this machine's shared memory and for
+  two assumed networks.
 """
 from __future__ import annotations
 
@@ -71,6 +75,14 @@ def _worker(args: argparse.Namespace) -> None:
     row: Dict[str, Any] = {"ranks": comm.Get_size() if comm else 0, "batch": args.batch,
                            "step_s": statistics.median(times[args.warmup:]),
                            "step_s_min": min(times[args.warmup:]), "steps": args.steps}
+    if not comm:  # the parts of a step that do not shrink with more ranks
+        row["update_s"] = _best(lambda: fc.apply_updates(params, opt.update(fc.tree_map(lambda a: a, fc.trainable(
+            params)), state, params)[0]))
+        from functional_cnn.accumulate import MicroResult, combine
+
+        grads = [np.array(a) for a in fc.tree_leaves(fc.trainable(params))]
+        terms = [MicroResult(1, 1.0, None, grads, []) for _ in range(8)]
+        row["combine_term_s"] = _best(lambda: combine(terms)) / len(terms)
     if comm:
         from functional_cnn.data_parallel import _layout, _record_bytes
 
@@ -86,6 +98,16 @@ def _worker(args: argparse.Namespace) -> None:
         print(json.dumps(row), flush=True)
 
 
+def _best(f: Any, repeats: int = 20) -> float:
+    """Fastest of ``repeats`` calls of ``f()``, in seconds."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def _time_allgather(comm: Any, ex: Any, nbytes: int, repeats: int) -> float:
     import numpy as np
 
@@ -99,13 +121,69 @@ def _time_allgather(comm: Any, ex: Any, nbytes: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _fit(sweep: List[List[float]]) -> Dict[str, float]:
-    """Least-squares ``t = alpha + n / beta`` over the sweep."""
-    n = [s[0] for s in sweep]
-    t = [s[1] for s in sweep]
+def _fit(sweep: List[List[float]], largest: int = 2 ** 20) -> Dict[str, float]:
+    """Least-squares ``t = alpha + n / beta`` over the sweep's payloads of at most ``largest`` bytes."""
+    n = [s[0] for s in sweep if s[0] <= largest]
+    t = [s[1] for s in sweep if s[0] <= largest]
     mn, mt = sum(n) / len(n), sum(t) / len(t)
     slope = sum((a - mn) * (b - mt) for a, b in zip(n, t)) / sum((a - mn) ** 2 for a in n)
     return {"alpha_s": mt - slope * mn, "beta_bytes_per_s": 1.0 / slope if slope > 0 else float("inf")}
+
+
+NETWORKS = {"10 GbE (alpha 50 us, beta 1.25 GB/s)": (50e-6, 1.25e9),
+            "100 Gb/s InfiniBand (alpha 2 us, beta 12.5 GB/s)": (2e-6, 12.5e9)}
+MODEL_RANKS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def step_model(ranks: int, batch: int, p: Dict[str, float]) -> Dict[str, float]:
+    """Predicted seconds of one data-parallel step (one rank per node, ``accumulate = ranks``).
+
+    ``compute = c * batch / R`` (each rank's micro-batch), ``combine = gamma * R`` (the ordered sum of R
+    gradients on every rank), ``update = u`` (the optimizer, on every rank), and the all-gather of one
+    payload of ``P`` bytes per rank: ``(R - 1) * (alpha + P / beta)`` (direct or ring all-gather: every rank
+    receives the R - 1 other payloads through one link).
+    """
+    compute = p["c"] * batch / ranks
+    exchange = (ranks - 1) * (p["alpha"] + p["P"] / p["beta"])
+    total = compute + p["gamma"] * ranks + p["u"] + exchange
+    return {"compute_s": compute, "exchange_s": exchange, "step_s": total}
+
+
+def model_params(rows: List[Dict[str, Any]], fit: Dict[str, float]) -> Dict[str, float]:
+    """c, u, gamma from the one-process rows; P from a data-parallel row; alpha, beta from the sweep fit."""
+    plain = max((r for r in rows if r["ranks"] == 0), key=lambda r: r["batch"])
+    par = next(r for r in rows if r["ranks"] > 1)
+    return {"c": (plain["step_s_min"] - plain["update_s"]) / plain["batch"], "u": plain["update_s"],
+            "gamma": plain["combine_term_s"], "P": float(par["payload_bytes"]), "alpha": fit["alpha_s"],
+            "beta": fit["beta_bytes_per_s"]}
+
+
+def print_model(rows: List[Dict[str, Any]], fit: Dict[str, float]) -> Dict[str, Any]:
+    base = model_params(rows, fit)
+    print(f"\nmodel inputs: c {1e3 * base['c']:.3f} ms/example, update {1e3 * base['u']:.2f} ms, combine "
+          f"{1e3 * base['gamma']:.3f} ms per micro-batch, payload {base['P'] / 1024:.0f} KiB")
+    nets = {f"shared memory, measured (alpha {1e6 * fit['alpha_s']:.0f} us, beta "
+            f"{fit['beta_bytes_per_s'] / 1e9:.1f} GB/s)": (fit["alpha_s"], fit["beta_bytes_per_s"]), **NETWORKS}
+    out: Dict[str, Any] = {"inputs": base, "tables": {}}
+    for name, (alpha, beta) in nets.items():
+        p = dict(base, alpha=alpha, beta=beta)
+        for batch in sorted({r["batch"] for r in rows}):
+            t1 = step_model(1, batch, p)["step_s"]
+            best = min(range(1, 1025), key=lambda r: step_model(r, batch, p)["step_s"])
+            half = next((r for r in range(1, 1025) if t1 / step_model(r, batch, p)["step_s"] / r < 0.5), None)
+            print(f"\n{name}, batch {batch}: fastest at R = {best} "
+                  f"({t1 / step_model(best, batch, p)['step_s']:.1f}x); efficiency below 50% from R = {half}")
+            print("| R | compute (ms) | exchange (ms) | step (ms) | speedup | efficiency |")
+            print("|---|---|---|---|---|---|")
+            table = []
+            for r in MODEL_RANKS:
+                m = step_model(r, batch, p)
+                table.append(dict(m, ranks=r))
+                print(f"| {r} | {1e3 * m['compute_s']:.1f} | {1e3 * m['exchange_s']:.2f} | {1e3 * m['step_s']:.1f} | "
+                      f"{t1 / m['step_s']:.1f}x | {100 * t1 / m['step_s'] / r:.0f}% |")
+            out["tables"][f"{name}, batch {batch}"] = {"fastest_ranks": best, "half_efficiency_ranks": half,
+                                                       "rows": table}
+    return out
 
 
 def _run(ranks: int, batch: int, args: argparse.Namespace) -> Dict[str, Any]:
@@ -152,12 +230,16 @@ def main() -> None:
               f"{r['payload_bytes'] / 1024:.0f}") if "payload_bytes" in r else "- | - | -"
         print(f"| {ranks} | {r['batch']} | {1e3 * r['step_s']:.1f} | {ex} |")
     fits = [_fit(r["sweep"]) for r in rows if "sweep" in r]
-    for f in fits[:1]:
-        print(f"exchange between 2 ranks: alpha {1e6 * f['alpha_s']:.1f} us, beta {f['beta_bytes_per_s'] / 1e9:.2f} GB/s")
+    model = None
+    if fits:
+        f = fits[0]
+        print(f"exchange between 2 ranks (payloads up to 1 MiB): alpha {1e6 * f['alpha_s']:.1f} us, "
+              f"beta {f['beta_bytes_per_s'] / 1e9:.2f} GB/s")
+        model = print_model(rows, f)
     if args.json:
         machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                    "load_avg": os.getloadavg()}
-        Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows, "fit": fits[:1],
+        Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows, "fit": fits[:1], "model": model,
                                                "method": __doc__}, indent=2) + "\n")
 
 

@@ -1,6 +1,7 @@
 """Data-parallel training on MPI: mpiexec -n 2 equals --accumulate 2 in one process bit for bit, resume,
 a rank that dies or hangs, and every bad launch."""
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -165,3 +166,14 @@ def test_library_form_refuses_bad_comm_and_accumulate(kwargs, err, match):
 def test_library_form_defaults_accumulate_to_the_rank_count():
     net = fc.serial(fc.flatten(), fc.dense(3))
     assert fc.make_step(net, fc.softmax_cross_entropy, fc.sgd(0.1), comm=FakeComm(3)).accumulate == 3
+
+
+def test_scaling_benchmark_runs_and_writes_its_json(tmp_path):
+    """The measuring script of docs/distributed-mpi.md keeps working (no speed is asserted)."""
+    out = tmp_path / "scaling.json"
+    done, _ = run(["benchmarks/mpi_scaling.py", "--quick", "--rank-counts", "2", "--json", out], timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| plain | 64 |" in done.stdout and "| 2 | 64 |" in done.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["ranks"], r["batch"]) for r in rows] == [(0, 64), (2, 64)]
+    assert rows[1]["payload_bytes"] > 4 * 61706 and rows[1]["step_s"] > 0 and rows[1]["exchange_alone_s"] > 0
