@@ -121,6 +121,11 @@ def combine(results: Sequence[MicroResult]) -> Tuple[List[np.ndarray], List[np.n
         with ``N`` the examples over all micro-batches.
     """
     used = [r for r in results if r.n > 0]
+    for leaf in used[0].state:
+        if not np.issubdtype(np.asarray(leaf).dtype, np.floating):
+            raise TypeError(f"make_step: with accumulate > 1 the state of stateful layers is folded as a "
+                            f"size-weighted mean of the micro-batches', which needs floating-point state, got a "
+                            f"state leaf of dtype {np.asarray(leaf).dtype}")
     total = sum(r.n for r in used)
     weights = [r.n / total for r in used]
     grads = [_weighted_sum([(w, r.grads[i]) for w, r in zip(weights, used)]) for i in range(len(used[0].grads))]

@@ -183,3 +183,12 @@ def test_cli_bad_accumulate_exits_2_with_one_line_and_writes_nothing(tmp_path, c
     err = capsys.readouterr().err
     assert code == 2 and err == "functional-cnn train: error: --accumulate must be >= 1, got 0\n"
     assert not (tmp_path / "r").exists()
+
+
+def test_non_float_state_cannot_be_folded():
+    from functional_cnn.accumulate import MicroResult, combine
+
+    counter = MicroResult(2, 1.0, None, [np.ones(3, np.float32)], [np.array([5], np.int64)])
+    with pytest.raises(TypeError, match=r"make_step: with accumulate > 1 .* floating-point state, got a state leaf "
+                                        r"of dtype int64"):
+        combine([counter, counter])
