@@ -48,9 +48,12 @@ def main():
                 os.kill(os.getpid(), signal.SIGSTOP if mode == "hang" else signal.SIGKILL)
             return fc.softmax_cross_entropy(pred, target)
 
+    if comm is not None:
+        comm.Barrier()  # start together, so only a stopped rank can make the other wait long
     losses, last = [], None
+    timeout = 3.0 if mode in ("hang", "die") else 60.0
     for rec in fc.fit(net, params, loss, fc.adam(1e-2), (x, y), epochs=1, batch_size=64, seed=0,
-                      max_steps=steps, accumulate=k, comm=comm, exchange_timeout=3.0):
+                      max_steps=steps, accumulate=k, comm=comm, exchange_timeout=timeout):
         if isinstance(rec, StepRecord):
             losses.append(rec.loss)
         else:

@@ -34,6 +34,7 @@ def run(args, ranks=None, timeout=120):
     """``python args`` (under ``mpiexec -n ranks`` when given); returns the CompletedProcess and its seconds."""
     cmd = [sys.executable, *map(str, args)]
     if ranks is not None:
+        assert MPIEXEC is not None, 'mpiexec is not on PATH: pip install -e ".[test]" installs the mpich wheel'
         cmd = [MPIEXEC, "-n", str(ranks), *cmd]
     t0 = time.monotonic()
     done = subprocess.run(cmd, env=env(), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -43,9 +44,6 @@ def run(args, ranks=None, timeout=120):
 def same_checkpoints(a, b):
     ca, cb = load_checkpoint(Path(a) / "checkpoint.npz"), load_checkpoint(Path(b) / "checkpoint.npz")
     return ca.step == cb.step and fc.fingerprint((ca.params, ca.opt_state)) == fc.fingerprint((cb.params, cb.opt_state))
-
-
-pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="mpiexec is not on PATH (install the distributed extra)")
 
 
 def test_two_ranks_equal_accumulate_2_bit_for_bit_lenet(tmp_path):
@@ -102,6 +100,16 @@ def test_a_killed_rank_ends_the_job(tmp_path):
     assert done.returncode != 0 and seconds < 60
     assert "rank(s) [1]" in done.stderr or "BAD TERMINATION" in done.stdout + done.stderr
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_an_error_on_every_rank_is_reported_once_by_rank_0(tmp_path):
+    done, _ = run(["-m", "functional_cnn", "train", "--optimizer", "sgd", "--lr", "1e6", "--schedule", "constant",
+                   "--max-steps", "20", "--data-parallel", "--quiet", "--no-plot", "--out", tmp_path / "r"], ranks=2)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert errors == ["functional-cnn train: error: fit: loss is nan at step 3 (epoch 1, batch 3 of 125); lower the "
+                      "learning rate or check the data for NaN/Inf"]
+    assert not (tmp_path / "r").exists()
 
 
 def test_data_parallel_without_mpiexec_is_one_line_exit_2(tmp_path):
