@@ -185,3 +185,15 @@ def test_scaling_benchmark_runs_and_writes_its_json(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [(r["ranks"], r["batch"]) for r in rows] == [(0, 64), (2, 64)]
     assert rows[1]["payload_bytes"] > 4 * 61706 and rows[1]["step_s"] > 0 and rows[1]["exchange_alone_s"] > 0
+
+
+def test_a_setup_error_on_one_rank_stops_every_rank_with_one_line(tmp_path):
+    """MPMD launch: rank 1 alone gets a bad flag; the ranks agree before training and rank 0 reports it."""
+    good = [sys.executable] + LENET + ["--max-steps", "2", "--data-parallel", "--out", str(tmp_path / "r")]
+    bad = good[:-2] + ["--batch-size", "0", "--out", str(tmp_path / "r")]
+    t0 = time.monotonic()
+    done = subprocess.run([MPIEXEC, "-n", "1", *good, ":", "-n", "1", *bad], env=env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and time.monotonic() - t0 < 60
+    assert done.stderr.strip().splitlines() == ["functional-cnn train: error: rank 1: --batch-size must be >= 1, got 0"]
+    assert not (tmp_path / "r").exists()
