@@ -157,7 +157,7 @@ class Exchange:
                 out[j * self.size + r] = _unpack(table[r, j * rec : (j + 1) * rec], layout, n_grads)
         return out
 
-    def allgather(self, payload: np.ndarray, tag: int, when: str, what: str) -> np.ndarray:
+    def allgather(self, payload: np.ndarray, tag: int, when: str, what: str, detail: str = "") -> np.ndarray:
         """``(size, nbytes)``: row ``r`` is rank ``r``'s ``payload`` (the same length on every rank)."""
         table = np.empty((self.size, payload.size), np.uint8)
         table[self.rank] = payload
@@ -175,7 +175,7 @@ class Exchange:
             if time.monotonic() > deadline:
                 missing = [p for p, r in recvs.items() if not r.Test()] or "(its sends were never received)"
                 self._abort(f"functional-cnn: data-parallel {when}: rank {self.rank} waited {self.timeout:g} s "
-                            f"for the {what} of rank(s) {missing}; a rank died or hangs, aborting the job")
+                            f"for the {what} of rank(s) {missing}; a rank died or hangs, aborting the job{detail}")
             time.sleep(pause)
             pause = min(2 * pause, 1e-3)
         return table
@@ -198,7 +198,8 @@ class Exchange:
             text = error.encode("utf-8", "replace")[: _AGREE_BYTES - 1]
             buf[0] = 1
             buf[1 : 1 + len(text)] = np.frombuffer(text, np.uint8)
-        table = self.allgather(buf, _TAG_AGREE, "setup", "status")
+        detail = "" if error is None else f" (this rank's error: {error})"
+        table = self.allgather(buf, _TAG_AGREE, "setup", "status", detail)
         failed = [r for r in range(self.size) if table[r, 0]]
         if not failed:
             return
