@@ -7,6 +7,7 @@ Errors end the program with a one-line message and exit status 2.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -77,6 +78,10 @@ def _resolve_train_config(args: argparse.Namespace) -> Dict[str, Any]:
         for key in ("epochs", "max_steps"):
             if getattr(args, key) is not None:
                 cfg[key] = getattr(args, key)
+        cfg.setdefault("accumulate", 1)  # runs from before --accumulate existed
+        if args.accumulate is not None and args.accumulate != cfg["accumulate"]:
+            raise CLIError(f"--accumulate {args.accumulate} would change the run in {run_dir}, which was started "
+                           f"with --accumulate {cfg['accumulate']}; resume without --accumulate")
         return cfg
     cfg = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in DEFAULTS.items()}
     cfg["lr"] = args.lr if args.lr is not None else OPTIMIZERS[cfg["optimizer"]][1]
@@ -89,11 +94,39 @@ def _resolve_train_config(args: argparse.Namespace) -> Dict[str, Any]:
             raise CLIError(f"--{key.replace('_', '-')} must be >= 1, got {cfg[key]}")
     if cfg["max_steps"] is not None and cfg["max_steps"] < 1:
         raise CLIError(f"--max-steps must be >= 1, got {cfg['max_steps']}")
+    cfg["accumulate"] = args.accumulate if args.accumulate is not None else getattr(args, "ranks", 1)
+    if cfg["accumulate"] < 1:
+        raise CLIError(f"--accumulate must be >= 1, got {cfg['accumulate']}")
     return cfg
 
 
 def cmd_train(args: argparse.Namespace, out: Any) -> int:
+    if not args.data_parallel:
+        return _train(args, out, None)
+    from .data_parallel import AgreedError, Exchange, world
+
+    timeout = args.exchange_timeout if args.exchange_timeout is not None and args.exchange_timeout > 0 else 120.0
+    exchange = Exchange(world(), timeout)  # a bad --exchange-timeout is refused by _train, on every rank at once
+    args.ranks = exchange.size
+    try:  # rank 0 reports; the others stay quiet unless they alone fail
+        return _train(args, out if exchange.rank == 0 else io.StringIO(), exchange)
+    except AgreedError:
+        raise
+    except USER_ERRORS as err:
+        exchange.agree(" ".join(str(err).split()))
+        raise
+
+
+def _train(args: argparse.Namespace, out: Any, exchange: Any) -> int:
+    root = exchange is None or exchange.rank == 0
+    if args.exchange_timeout is not None and not args.exchange_timeout > 0:
+        raise CLIError(f"--exchange-timeout must be > 0 seconds, got {args.exchange_timeout}")
     cfg = _resolve_train_config(args)
+    if exchange is not None:
+        if cfg["accumulate"] % exchange.size:
+            raise CLIError(f"--accumulate {cfg['accumulate']} must be a multiple of the {exchange.size} ranks")
+        if cfg["batch_size"] % exchange.size:
+            raise CLIError(f"--batch-size {cfg['batch_size']} must be divisible by the {exchange.size} ranks")
     data = _load_data(cfg)
     net = build_model(cfg["model"], data.num_classes)
     opt = _optimizer(cfg, len(data.x_train))
@@ -112,21 +145,27 @@ def cmd_train(args: argparse.Namespace, out: Any) -> int:
         raise CLIError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
     elif run_dir.exists() and not run_dir.is_dir():
         raise CLIError(f"--out {run_dir} exists and is not a directory")
+    if exchange is not None:
+        exchange.agree(None)  # every rank got this far, or all stop with the first error
     cfg["versions"] = runs.versions()
     print(f"training {cfg['model']} on {data!r} with {cfg['optimizer']} lr={cfg['lr']:g} ({cfg['schedule']}), "
           f"batch {cfg['batch_size']}, {cfg['epochs']} epochs, seed {cfg['seed']} -> {run_dir}", file=out)
-    progress = Progress(enabled=not args.quiet)
+    progress = Progress(enabled=not args.quiet and root)
     last = None
     try:
         for rec in fit(net, params, loss, opt, (data.x_train, data.y_train), epochs=cfg["epochs"],
                        batch_size=cfg["batch_size"], seed=cfg["seed"], opt_state=state, start_step=start,
-                       max_steps=cfg.get("max_steps"), test_data=(data.x_test, data.y_test)):
+                       max_steps=cfg.get("max_steps"), test_data=(data.x_test, data.y_test) if root else None,
+                       accumulate=cfg["accumulate"], comm=exchange and exchange.comm,
+                       exchange_timeout=exchange.timeout if exchange else 120.0):
             if isinstance(rec, StepRecord):
                 progress.step(rec)
                 continue
             progress.close()
             first, last = last is None, rec
             rows.append(runs.epoch_metrics(rec))
+            if not root:  # only rank 0 writes the run directory
+                continue
             # The directory appears only once there is a whole epoch to put in it. Metrics go first: a row
             # past the checkpoint's step is dropped and redone on resume, so a kill between the two loses
             # nothing. config.json follows the checkpoint, which carries a copy of the config anyway.
@@ -139,7 +178,7 @@ def cmd_train(args: argparse.Namespace, out: Any) -> int:
             print(epoch_line(rows[-1], cfg["epochs"]), file=out, flush=True)
     finally:
         progress.close()
-    if rows and not args.no_plot:
+    if rows and root and not args.no_plot:
         try:
             plot_curves(rows, run_dir / runs.CURVES, title=f"{cfg['model']} on {cfg['dataset']}")
         except PlotUnavailable as err:
@@ -270,6 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-fraction", type=float, help="held-out share for the bundled sets (default 0.2)")
     t.add_argument("--no-plot", action="store_true", help="do not write curves.png")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--accumulate", type=int, metavar="K",
+                   help="micro-batches per step, one update from their gradients (default 1; the rank count "
+                        "with --data-parallel, which needs a multiple of it)")
+    t.add_argument("--data-parallel", action="store_true",
+                   help="share each step's micro-batches among the ranks of mpiexec -n R (bit-identical to "
+                        "--accumulate in one process)")
+    t.add_argument("--exchange-timeout", type=float, metavar="S",
+                   help="with --data-parallel: seconds to wait for the other ranks before aborting (default 120)")
     e = sub.add_parser("evaluate", help="evaluate a run directory or checkpoint on a test set")
     e.add_argument("run", help="run directory or checkpoint.npz")
     e.add_argument("--dataset", choices=list(DATASETS), help="data set (default: the run's)")

@@ -23,6 +23,7 @@ import numpy as np
 import toolz
 
 from ._checks import float_array, positive_int
+from .accumulate import micro_rngs as _micro_rngs
 from .debug import debug as debug_layers
 from .layer import Layer
 from .losses import accuracy as _accuracy
@@ -94,7 +95,8 @@ def _batch_accuracy(out: np.ndarray, target: Any) -> Optional[float]:
     return float(_accuracy(out, target))
 
 
-def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, debug: bool = False) -> Callable:
+def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, debug: bool = False,
+              accumulate: Optional[int] = None, comm: Any = None, exchange_timeout: float = 120.0) -> Callable:
     """Build the pure training step for ``net``, ``loss`` and ``optimizer``.
 
     The step runs forward (``train=True``), the loss, backward, the optimizer, and
@@ -102,6 +104,16 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
     of this batch. Nothing is modified in place. With ``debug=True`` every layer's
     outputs and gradients are checked and the first NaN/Inf raises
     :class:`functional_cnn.debug.NonFiniteError` naming the layer and direction.
+
+    With ``accumulate=K > 1`` the batch is cut into ``K`` micro-batches whose
+    size-weighted gradients make one update (see :mod:`functional_cnn.accumulate`);
+    the step then also takes ``rng`` as ``K`` generators (``accumulate.micro_rngs``) and
+    a keyword ``t`` (the global step, for messages). With an mpi4py ``comm`` the
+    micro-batches are shared among its ranks (``K`` defaults to, and must be a
+    multiple of, the rank count) and the result is bit-identical to ``accumulate=K``
+    in one process; a rank waits at most ``exchange_timeout`` seconds for the others
+    (see :mod:`functional_cnn.data_parallel`). ``accumulate=1`` without ``comm`` is
+    exactly the plain step.
     """
     if not isinstance(net, Layer):
         raise TypeError(f"make_step: net must be a Layer, got {type(net).__name__}")
@@ -111,6 +123,10 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
         raise TypeError(f"make_step: optimizer must be a GradientTransformation, got {type(optimizer).__name__}")
     if debug:
         net = debug_layers(net)
+    if comm is not None or (accumulate is not None and accumulate != 1):
+        return _accumulating_step(net, loss, optimizer, accumulate, comm, exchange_timeout)
+    if accumulate is not None:
+        positive_int(accumulate, "make_step", "accumulate")
 
     def step(params: Any, opt_state: Any, batch: Tuple[np.ndarray, Any],
              rng: Optional[np.random.Generator] = None) -> Tuple[Any, Any, StepMetrics]:
@@ -127,6 +143,22 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
         return new_params, new_state, StepMetrics(float(value), _batch_accuracy(out, y), lr)
 
     return step
+
+
+def _accumulating_step(net: Layer, loss: Callable, optimizer: GradientTransformation, accumulate: Optional[int],
+                       comm: Any, exchange_timeout: float) -> Callable:
+    from .accumulate import make_accumulating_step
+
+    exchange = None
+    if comm is not None:
+        from .data_parallel import Exchange, check_ranks
+
+        exchange = Exchange(comm, exchange_timeout)
+        accumulate = exchange.size if accumulate is None else accumulate
+    k = positive_int(accumulate, "make_step", "accumulate")
+    if exchange is not None:
+        check_ranks(k, exchange.size, "make_step")
+    return make_accumulating_step(net, loss, optimizer, k, exchange)
 
 
 def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
@@ -172,7 +204,8 @@ def _check_data(where: str, data: Any, arg: str = "data") -> Tuple[np.ndarray, n
 def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformation, data: Tuple[Any, Any], *,
         epochs: int, batch_size: int, seed: int, opt_state: Any = None, test_data: Optional[Tuple[Any, Any]] = None,
         start_step: int = 0, max_steps: Optional[int] = None, shuffle: bool = True,
-        eval_batch_size: int = 1000, debug: bool = False) -> Iterator[Union[StepRecord, EpochRecord]]:
+        eval_batch_size: int = 1000, debug: bool = False, accumulate: Optional[int] = None, comm: Any = None,
+        exchange_timeout: float = 120.0) -> Iterator[Union[StepRecord, EpochRecord]]:
     """Train ``net`` and yield a record after every step and every epoch.
 
     Args:
@@ -187,6 +220,11 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
         max_steps: stop after this many global steps.
         shuffle: shuffle each epoch (by the seed).
         debug: check every layer's outputs and gradients for NaN/Inf (see ``functional_cnn.debug``).
+        accumulate: micro-batches per step (see :func:`make_step`); micro-batch ``m`` of
+            global step ``t`` draws from ``SeedSequence([seed, 1, t, m])``. Default 1, or
+            the rank count with ``comm``.
+        comm, exchange_timeout: data-parallel training over an mpi4py communicator (see
+            :func:`make_step`); every rank calls ``fit`` with the same arguments.
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite; names the step.
@@ -205,7 +243,11 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
     start_step = positive_int(start_step, where, "start_step", minimum=0)
     if max_steps is not None:
         max_steps = positive_int(max_steps, where, "max_steps", minimum=0)
-    step_fn = make_step(net, loss, optimizer, debug=debug)
+    if accumulate is not None:
+        accumulate = positive_int(accumulate, where, "accumulate")
+    step_fn = make_step(net, loss, optimizer, debug=debug, accumulate=accumulate, comm=comm,
+                        exchange_timeout=exchange_timeout)
+    plain = comm is None and accumulate in (None, 1)
     state = optimizer.init(params) if opt_state is None else opt_state
     try:
         learning_rate(state)
@@ -227,7 +269,11 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
             if max_steps is not None and step >= max_steps:
                 done = False
                 break
-            params, state, m = step_fn(params, state, (x[idx], y[idx]), step_rng(seed, step))
+            if plain:
+                params, state, m = step_fn(params, state, (x[idx], y[idx]), step_rng(seed, step))
+            else:
+                params, state, m = step_fn(params, state, (x[idx], y[idx]),
+                                           _micro_rngs(seed, step, step_fn.accumulate), t=step + 1)
             step += 1
             if not np.isfinite(m.loss):
                 raise NonFiniteLossError(
