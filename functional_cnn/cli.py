@@ -21,6 +21,7 @@ from .layer import Layer
 from .models import MODELS, build_model
 from .reporting import PlotUnavailable, Progress, epoch_line, plot_curves
 from .summary import summary
+from .sweep_cli import add_sweep_parser, cmd_sweep
 from .train import NonFiniteLossError, StepRecord, evaluate, fit
 
 __all__ = ["main", "OPTIMIZERS", "LOSSES"]
@@ -228,7 +229,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="functional-cnn", description="Pure-functional CNNs in NumPy.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,summary,gradcheck,plot}",
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,summary,gradcheck,plot,sweep}",
                            parser_class=_Parser)
     t = sub.add_parser("train", help="train a model and write a run directory")
     t.add_argument("--model", choices=sorted(MODELS), help="network (default lenet)")
@@ -266,11 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="draw the training curves of a run directory")
     pl.add_argument("run", help="run directory")
     pl.add_argument("--output", help="PNG path (default RUN/curves.png)")
+    add_sweep_parser(sub, t)  # after every train flag: sweep takes them all, as lists
     return p
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "summary": cmd_summary, "gradcheck": cmd_gradcheck,
-            "plot": cmd_plot}
+            "plot": cmd_plot, "sweep": cmd_sweep}
 USER_ERRORS = (CLIError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError,
                CheckpointError, DatasetError, NonFiniteLossError, GradCheckError, ImportError)
 
