@@ -48,7 +48,7 @@ def add_sweep_parser(sub: Any, train_parser: argparse.ArgumentParser) -> argpars
     s = sub.add_parser("sweep", help="train a grid of configs over seeds (on Dask when installed)",
                        description="Each train flag takes a comma-separated list; every combination is run "
                                    "for every seed. Run again to skip finished runs and resume unfinished ones.")
-    for flag, action in train_actions(train_parser).items():
+    for action in train_actions(train_parser).values():
         names = [o for o in action.option_strings if o not in NOT_SWEPT]
         help_text = action.help or ""
         if action.nargs == 0:

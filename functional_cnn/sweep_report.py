@@ -113,8 +113,8 @@ def _fmt(value: Optional[float], scale: float, digits: int) -> str:
 
 def markdown_table(table: Sequence[SweepRow]) -> str:
     """The summary as a markdown table (accuracy in %)."""
-    lines = ["| config | runs | failed | test acc % (mean ± std) | min | max | test loss (mean ± std) | min | max "
-             "| errors |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [("| config | runs | failed | test acc % (mean ± std) | min | max | test loss (mean ± std) | min | max "
+              "| errors |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in table:
         acc = f"{_fmt(r.test_accuracy_mean, 100, 2)} ± {_fmt(r.test_accuracy_std, 100, 2)}"
         loss = f"{_fmt(r.test_loss_mean, 1, 4)} ± {_fmt(r.test_loss_std, 1, 4)}"
@@ -160,7 +160,7 @@ def plot_summary(results: Sequence[RunResult], path: Path) -> Path:
             ax.plot(steps, [math.fsum(y) / len(y) for y in ys], color=f"C{i % 10}", marker="o",
                     label=f"{label or 'all'} ({len(group)} seeds)")
             ax.fill_between(steps, [min(y) for y in ys], [max(y) for y in ys], color=f"C{i % 10}", alpha=0.2)
-    for ax, what in zip(axes, ("test loss", "test accuracy")):
+    for ax, what in zip(axes, ("test loss", "test accuracy"), strict=True):
         ax.set(xlabel="step", ylabel=what, title=f"{what}: mean over seeds, band min-max")
         ax.grid(alpha=0.3)
         if ax.lines:
