@@ -59,6 +59,7 @@ def test_a_two_worker_sweep_equals_standalone_train_runs(tmp_path, capsys):
             assert {p.name for p in run.iterdir()} == {"config.json", "metrics.jsonl", "checkpoint.npz"}
             alone = train_alone(tmp_path, run.name, TINY + ["--optimizer", opt, "--seed", str(seed)])
             assert same_run(run, alone), run.name
+            assert (run / "config.json").read_text() == (alone / "config.json").read_text()
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [r["label"] for r in rows] == ["optimizer=sgd", "optimizer=adam"]
     for r in rows:
@@ -173,6 +174,26 @@ def test_without_dask_workers_1_runs_in_process_and_more_names_the_extra(tmp_pat
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert 'needs dask.distributed: pip install "functional_cnn[distributed]"' in line
     assert not (tmp_path / "other").exists()
+
+
+def test_a_flag_added_to_train_is_sweepable_at_once(tmp_path, monkeypatch, capsys):
+    """What another branch adds to the train parser (say --note) appears in sweep with no edit."""
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # and the plot is skipped with one line
+    real_add = cli.add_sweep_parser
+
+    def add_after_a_new_train_flag(sub, train):
+        train.add_argument("--note", choices=["a", "b"], help="a flag from another branch")
+        return real_add(sub, train)
+
+    monkeypatch.setattr(cli, "add_sweep_parser", add_after_a_new_train_flag)
+    out = tmp_path / "sweep"
+    assert main(["sweep", *TINY, "--note", "a,b", "--out", str(out)], out=io.StringIO()) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["note=a_seed=0", "note=b_seed=0", "summary.csv", "summary.md"]
+    notes = [line for line in capsys.readouterr().err.splitlines() if "summary.png" in line]
+    assert notes == ['note: no summary.png: plotting needs matplotlib: pip install "functional_cnn[plot]"']
+    assert exit_status(["sweep", *TINY, "--note", "a,c", "--out", str(tmp_path / "bad")]) == 2
+    assert "argument --note: unknown value 'c'; choose from a, b" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, needle", [
