@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -48,8 +50,8 @@ SCHEDULER_TIMEOUT_S = 3
 def run_one(spec: RunSpec) -> Dict[str, Any]:
     """Train one run (the Dask task): fresh, or resumed when its directory holds a checkpoint or config.
 
-    Returns ``{"status": "done" | "failed", "error": str | None, "seconds": float}``; the train
-    command's own errors (NaN loss, bad data) come back as a failed status, never raised.
+    Returns ``{"status": "done" | "failed", "error": str | None, "seconds": float, "resumed": bool}``;
+    the train command's own errors (NaN loss, bad data) come back as a failed status, never raised.
     """
     from .cli import main
 
@@ -83,6 +85,8 @@ class _RunBar(Progress):
     def finished(self, spec: RunSpec, result: Dict[str, Any]) -> None:
         self._done += 1
         what = "done" if result["status"] == "done" else f"FAILED: {result['error']}"
+        if result["status"] == "done" and result.get("resumed"):
+            what += ", resumed from its checkpoint"
         line = f"[{self._done}/{self._total}] {spec.name}: {what} ({result['seconds']:.1f}s)"
         if self._bar is not None:
             self._bar.update(1)
@@ -120,8 +124,6 @@ def _connect(distributed: Any, workers: Optional[int], scheduler: Optional[str],
         except (OSError, ValueError, TypeError) as err:
             message = " ".join(str(err).split())
             raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r}: {message}") from None
-    import logging
-
     cluster = distributed.LocalCluster(n_workers=workers or min(os.cpu_count() or 1, max(n_runs, 1)),
                                        threads_per_worker=1, processes=True, dashboard_address=None,
                                        silence_logs=logging.CRITICAL)
@@ -154,8 +156,6 @@ def run_sweep(grid: Mapping[str, Any], seeds: Union[str, int, Sequence[int]] = 0
         ValueError: bad grid, seeds or workers, or an unreachable scheduler (nothing is run).
         ImportError: ``workers`` > 1 or ``scheduler`` without dask.distributed.
     """
-    import sys
-
     stream = sys.stderr if stream is None else stream
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"run_sweep: workers must be an int >= 1, got {workers!r}")

@@ -120,8 +120,7 @@ def _as_values(action: argparse.Action, flag: str, value: Any) -> List[Any]:
         return values
     if action.nargs is not None:  # a multi-valued option (nargs "+", "*", N): one fixed value, all runs
         return [tuple(check_value(action, str(v)) for v in values)]
-    out = [check_value(action, v if isinstance(v, str) else repr(v) if isinstance(v, float) else str(v))
-           for v in values]
+    out = [check_value(action, str(v)) for v in values]  # str(0.1) == "0.1", also for numpy scalars
     if len(set(out)) != len(out):
         raise ValueError(f"{flag} lists a value twice: {', '.join(out)}")
     return out
@@ -210,11 +209,11 @@ def is_finished(spec: RunSpec) -> bool:
     path = Path(spec.run_dir)
     if not ((path / runs.CONFIG).is_file() and (path / runs.CHECKPOINT).is_file()):
         return False
-    try:
-        from .checkpoint import load_checkpoint
+    from .checkpoint import CheckpointError, load_checkpoint
 
+    try:
         cfg, rows, step = runs.read_config(path), runs.read_metrics(path), load_checkpoint(path / runs.CHECKPOINT).step
-    except (OSError, ValueError):  # unreadable: let train --resume say what is wrong
+    except (OSError, ValueError, CheckpointError):  # unreadable: train --resume will say what is wrong
         return False
     given = dict(spec.point)
     epochs = int(given.get("--epochs", cfg.get("epochs")))

@@ -131,7 +131,7 @@ def test_an_interrupted_sweep_skips_finished_runs_and_resumes_the_unfinished_one
     capsys.readouterr()
     assert main(sweep, out=io.StringIO()) == 0
     err = capsys.readouterr().err
-    assert "1 of 2 runs already finished" in err and "[2/2] lr=0.02_seed=0: done" in err
+    assert "1 of 2 runs already finished" in err and "[2/2] lr=0.02_seed=0: done, resumed from its checkpoint" in err
     assert (first / "checkpoint.npz").stat().st_mtime_ns == finished_at
     for run, lr in ((first, "0.01"), (second, "0.02")):
         assert same_run(run, train_alone(tmp_path, run.name, argv + ["--lr", lr]))
