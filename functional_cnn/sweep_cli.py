@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, List
 
-from .sweep import NOT_SWEPT, check_value, parse_seeds, run_sweep, train_actions
-from .sweep_report import SUMMARY_MD, markdown_table
+from .sweep_grid import NOT_SWEPT, check_value, parse_seeds, train_actions
 
 __all__ = ["add_sweep_parser", "cmd_sweep"]
 
@@ -74,6 +73,9 @@ def add_sweep_parser(sub: Any, train_parser: argparse.ArgumentParser) -> argpars
 
 def cmd_sweep(args: argparse.Namespace, out: Any) -> int:
     """Run the sweep; print the summary table. Exit status 0, or 1 if any run failed."""
+    from .sweep import run_sweep
+    from .sweep_report import SUMMARY_MD, markdown_table
+
     grid: Dict[str, Any] = {}
     for flag, action in train_actions().items():
         value = getattr(args, action.dest, None)
