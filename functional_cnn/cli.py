@@ -1,4 +1,4 @@
-"""The ``functional-cnn`` command: train, evaluate, summary, gradcheck, plot.
+"""The ``functional-cnn`` command: train, evaluate, summary, gradcheck, plot, sweep.
 
 ``functional-cnn train`` with no arguments trains LeNet-5 on the embedded
 ``mnist-sample`` digits and writes a run directory (see :mod:`functional_cnn.runs`).

@@ -47,6 +47,7 @@ def final_test_accuracy(run_dir):
 
 
 def test_a_two_worker_sweep_equals_standalone_train_runs(tmp_path, capsys):
+    pytest.importorskip("distributed")
     out = tmp_path / "sweep"
     code = main(["sweep", *TINY, "--optimizer", "sgd,adam", "--seeds", "0,1", "--workers", "2", "--out", str(out)],
                 out=io.StringIO())
