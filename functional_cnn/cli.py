@@ -1,4 +1,4 @@
-"""The ``functional-cnn`` command: train, evaluate, summary, gradcheck, plot, export.
+"""The ``functional-cnn`` command: train, evaluate, summary, gradcheck, plot, export, sweep.
 
 ``functional-cnn train`` with no arguments trains LeNet-5 on the embedded
 ``mnist-sample`` digits and writes a run directory (see :mod:`functional_cnn.runs`).
@@ -22,6 +22,7 @@ from .layer import Layer
 from .models import MODELS, build_model
 from .reporting import PlotUnavailable, Progress, epoch_line, plot_curves
 from .summary import summary
+from .sweep_cli import add_sweep_parser, cmd_sweep
 from .train import NonFiniteLossError, StepRecord, evaluate, fit
 
 __all__ = ["main", "OPTIMIZERS", "LOSSES"]
@@ -290,7 +291,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="functional-cnn", description="Pure-functional CNNs in NumPy.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,summary,gradcheck,plot,export}",
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,summary,gradcheck,plot,export,sweep}",
                            parser_class=_Parser)
     t = sub.add_parser("train", help="train a model and write a run directory")
     t.add_argument("--model", choices=sorted(MODELS), help="network (default lenet)")
@@ -341,11 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="draw the training curves of a run directory")
     pl.add_argument("run", help="run directory")
     pl.add_argument("--output", help="PNG path (default RUN/curves.png)")
+    add_sweep_parser(sub, t)  # after every train flag: sweep takes them all, as lists
     return p
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "summary": cmd_summary, "gradcheck": cmd_gradcheck,
-            "plot": cmd_plot, "export": cmd_export}
+            "plot": cmd_plot, "export": cmd_export, "sweep": cmd_sweep}
 USER_ERRORS = (CLIError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError,
                CheckpointError, DatasetError, NonFiniteLossError, GradCheckError, ImportError)
 
