@@ -28,6 +28,7 @@ from .layer import Layer
 from .losses import accuracy as _accuracy
 from .losses import softmax_cross_entropy
 from .optim import GradientTransformation, apply_updates, learning_rate
+from .tracking import LayerNorms, layer_norms
 from .tree import tree_leaves_with_paths
 
 __all__ = [
@@ -47,6 +48,7 @@ class StepMetrics:
     loss: float
     accuracy: Optional[float]
     learning_rate: float
+    layer_norms: Optional[Tuple[LayerNorms, ...]] = None  # with track_layers=True (functional_cnn.tracking)
 
 
 @attrs.frozen
@@ -60,6 +62,7 @@ class StepRecord:
     loss: float
     accuracy: Optional[float]
     learning_rate: float
+    layer_norms: Optional[Tuple[LayerNorms, ...]] = attrs.field(default=None, repr=False)  # track_layers=True
 
 
 @attrs.frozen
@@ -94,7 +97,8 @@ def _batch_accuracy(out: np.ndarray, target: Any) -> Optional[float]:
     return float(_accuracy(out, target))
 
 
-def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, debug: bool = False) -> Callable:
+def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, debug: bool = False,
+              track_layers: bool = False) -> Callable:
     """Build the pure training step for ``net``, ``loss`` and ``optimizer``.
 
     The step runs forward (``train=True``), the loss, backward, the optimizer, and
@@ -102,6 +106,8 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
     of this batch. Nothing is modified in place. With ``debug=True`` every layer's
     outputs and gradients are checked and the first NaN/Inf raises
     :class:`functional_cnn.debug.NonFiniteError` naming the layer and direction.
+    With ``track_layers=True`` the metrics carry per-layer gradient, update and param
+    norms (:func:`functional_cnn.tracking.layer_norms`); off, nothing is computed.
     """
     if not isinstance(net, Layer):
         raise TypeError(f"make_step: net must be a Layer, got {type(net).__name__}")
@@ -124,7 +130,8 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
         grads, _ = net.backward(params, cache, dout)
         updates, new_state = optimizer.update(grads, opt_state, params)
         new_params = net.update_state(apply_updates(params, updates), cache)
-        return new_params, new_state, StepMetrics(float(value), _batch_accuracy(out, y), lr)
+        norms = layer_norms(params, grads, updates) if track_layers else None
+        return new_params, new_state, StepMetrics(float(value), _batch_accuracy(out, y), lr, norms)
 
     return step
 
@@ -172,7 +179,8 @@ def _check_data(where: str, data: Any, arg: str = "data") -> Tuple[np.ndarray, n
 def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformation, data: Tuple[Any, Any], *,
         epochs: int, batch_size: int, seed: int, opt_state: Any = None, test_data: Optional[Tuple[Any, Any]] = None,
         start_step: int = 0, max_steps: Optional[int] = None, shuffle: bool = True,
-        eval_batch_size: int = 1000, debug: bool = False) -> Iterator[Union[StepRecord, EpochRecord]]:
+        eval_batch_size: int = 1000, debug: bool = False,
+        track_layers: bool = False) -> Iterator[Union[StepRecord, EpochRecord]]:
     """Train ``net`` and yield a record after every step and every epoch.
 
     Args:
@@ -187,6 +195,8 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
         max_steps: stop after this many global steps.
         shuffle: shuffle each epoch (by the seed).
         debug: check every layer's outputs and gradients for NaN/Inf (see ``functional_cnn.debug``).
+        track_layers: attach per-layer gradient/update/param norms to every StepRecord
+            (see ``functional_cnn.tracking``); params are the same bit for bit either way.
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite; names the step.
@@ -205,7 +215,9 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
     start_step = positive_int(start_step, where, "start_step", minimum=0)
     if max_steps is not None:
         max_steps = positive_int(max_steps, where, "max_steps", minimum=0)
-    step_fn = make_step(net, loss, optimizer, debug=debug)
+    if not isinstance(track_layers, (bool, np.bool_)):
+        raise TypeError(f"{where}: track_layers must be a bool, got {track_layers!r}")
+    step_fn = make_step(net, loss, optimizer, debug=debug, track_layers=bool(track_layers))
     state = optimizer.init(params) if opt_state is None else opt_state
     try:
         learning_rate(state)
@@ -238,7 +250,7 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
             correct += (m.accuracy or 0.0) * n
             seen += n
             lr = m.learning_rate
-            yield StepRecord(epoch + 1, step, b + 1, per_epoch, m.loss, m.accuracy, lr)
+            yield StepRecord(epoch + 1, step, b + 1, per_epoch, m.loss, m.accuracy, lr, m.layer_norms)
         if seen == 0:
             return
         test = evaluate(net, params, test_data, eval_batch_size, loss) if test_data is not None else None
