@@ -123,7 +123,8 @@ def filters_figure(net: Layer, params: Any, max_filters: int = 32) -> Any:
     plt = _pyplot()
     cols = min(8, c_out) if c_in == 1 else c_in
     rows = -(-c_out // cols) if c_in == 1 else c_out
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 1.2, 1.3 * rows + 1.0), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols + 1.4, 1.5 * rows + 1.0), squeeze=False,
+                             layout="constrained")
     lim = float(np.abs(w).max()) or 1.0
     im = None
     for k, ax in enumerate(axes.flat):
@@ -138,7 +139,7 @@ def filters_figure(net: Layer, params: Any, max_filters: int = 32) -> Any:
     fig.suptitle(f"layer {path}: {layer.describe()} — weights")
     fig.supxlabel("kernel column")
     fig.supylabel("kernel row")
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9, label="weight (0 = white)")
     return fig
 
 
@@ -185,7 +186,7 @@ def feature_maps_figure(net: Layer, params: Any, image: np.ndarray, max_channels
             ax.set_xticks([])
             ax.set_yticks([])
         row[0].imshow(pic, cmap=cmap)
-        row[0].set_ylabel(f"{path}: {desc.split('(')[0]}", fontsize=8)
+        row[0].set_ylabel(f"{path}: {desc.split('(')[0]}\n{'x'.join(map(str, y.shape[1:]))}", fontsize=8)
         if r == 0:
             row[0].set_title("input", fontsize=8)
         y = y[0, :max_channels]
@@ -214,10 +215,10 @@ def confusion_figure(y_true: Any, y_pred: Any, classes: Sequence[str], title: st
     rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     plt = _pyplot()
     size = max(4.0, 0.45 * n + 2.5)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, size))
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, size), layout="constrained")
     for ax, values, name, fmt in ((axes[0], cm, "counts", "d"), (axes[1], rates, "row-normalized", ".2f")):
         im = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if fmt == ".2f" else max(int(cm.max()), 1))
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="examples" if fmt == "d" else "share of true class")
+        fig.colorbar(im, ax=ax, shrink=0.85, label="examples" if fmt == "d" else "share of true class")
         ax.set(title=name, xlabel="predicted class", ylabel="true class", xticks=range(n), yticks=range(n))
         ax.set_xticklabels(classes, rotation=45 if max(map(len, classes)) > 2 else 0, ha="right" if
                            max(map(len, classes)) > 2 else "center")
@@ -229,7 +230,6 @@ def confusion_figure(y_true: Any, y_pred: Any, classes: Sequence[str], title: st
                         color="white" if v > 0.6 * top else "black")
     acc = np.trace(cm) / max(cm.sum(), 1)
     fig.suptitle(f"{title}: {cm.sum()} examples, accuracy {100 * acc:.2f}%")
-    fig.tight_layout()
     return fig
 
 
@@ -279,7 +279,12 @@ def _series(rows: Sequence[Dict[str, Any]], key: str) -> Dict[str, Tuple[np.ndar
                 steps, values = out.setdefault(layer, ([], []))
                 steps.append(row["step"])
                 values.append(v)
-    return {k: (np.asarray(s), np.asarray(v, dtype=np.float64)) for k, (s, v) in out.items()}
+    return {k: (np.asarray(out[k][0]), np.asarray(out[k][1], dtype=np.float64)) for k in sorted(out, key=_path_key)}
+
+
+def _path_key(path: str) -> Tuple[Any, ...]:
+    """Sort layer paths in params order: "2" before "11", "4.0.1" after "4"."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in path.split("."))
 
 
 def layer_norms_figure(rows: Sequence[Dict[str, Any]], title: str = "per-layer norms over training",
@@ -293,18 +298,17 @@ def layer_norms_figure(rows: Sequence[Dict[str, Any]], title: str = "per-layer n
     if not rows:
         raise ValueError("layer_norms_figure: no rows; train with track_layers=True (train --track-layers)")
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained")
     labels = layer_names or {}
     for ax, key, name in ((axes[0], "grad_norm", "gradient norm"), (axes[1], "update_norm", "update norm"),
                           (axes[2], "ratio", "update / param norm")):
         for i, (layer, (steps, values)) in enumerate(_series(rows, key).items()):
             positive = values > 0
-            ax.plot(steps[positive], values[positive], color=f"C{i % 10}", lw=1, label=labels.get(layer, layer))
+            ax.plot(steps[positive], values[positive], color=f"C{i % 10}", lw=0.9, label=labels.get(layer, layer))
         ax.set_yscale("log")
         ax.set(title=name, xlabel="step", ylabel=f"{name} (log)")
         ax.grid(alpha=0.3, which="both")
     axes[2].axhline(1e-3, color="k", ls=":", lw=1, label="1e-3 rule of thumb")
-    axes[2].legend(fontsize=8, title="layer", loc="best")
+    fig.legend(*axes[2].get_legend_handles_labels(), loc="outside right center", fontsize=8, title="layer")
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
