@@ -39,7 +39,7 @@ from .layers.activations import softmax
 from .models import build_model
 from .reporting import _pyplot, curves_figure
 from .summary import summary
-from .tracking import LAYERS, read_layer_rows
+from .tracking import read_layer_rows
 from .train import predict
 
 __all__ = ["LoadedRun", "load_run", "run_figures", "write_report", "inspect_run", "REPORT", "INSPECT_DIR",
@@ -217,7 +217,3 @@ def inspect_run(run_dir: Any, n_images: int = 3) -> Tuple[Path, List[str]]:
             plt.close(fig)
     return path, list(figures)
 
-
-def has_layer_rows(run_dir: Any) -> bool:
-    """True when the run directory has a ``layers.jsonl`` (it was trained with ``--track-layers``)."""
-    return (Path(run_dir) / LAYERS).is_file()

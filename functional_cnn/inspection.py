@@ -291,6 +291,9 @@ def layer_norms_figure(rows: Sequence[Dict[str, Any]], title: str = "per-layer n
                        layer_names: Optional[Dict[str, str]] = None) -> Any:
     """Gradient norm, update norm and update/param ratio per layer against the step, log scale.
 
+    Beyond 120 steps each raw curve is drawn faint under its running geometric mean
+    over ``steps // 60`` steps.
+
     Args:
         rows: ``layers.jsonl`` rows (:func:`functional_cnn.tracking.norms_row`).
         layer_names: optional labels per layer path, e.g. ``{"0": "0 conv2d"}``.
@@ -303,8 +306,14 @@ def layer_norms_figure(rows: Sequence[Dict[str, Any]], title: str = "per-layer n
     for ax, key, name in ((axes[0], "grad_norm", "gradient norm"), (axes[1], "update_norm", "update norm"),
                           (axes[2], "ratio", "update / param norm")):
         for i, (layer, (steps, values)) in enumerate(_series(rows, key).items()):
-            positive = values > 0
-            ax.plot(steps[positive], values[positive], color=f"C{i % 10}", lw=0.9, label=labels.get(layer, layer))
+            keep = values > 0
+            steps, values = steps[keep], values[keep]
+            window = max(1, len(values) // 60)  # long runs: faint raw values under a running mean
+            if window > 1:
+                ax.plot(steps, values, color=f"C{i % 10}", lw=0.5, alpha=0.25)
+                steps = steps[window - 1:]
+                values = np.exp(np.convolve(np.log(values), np.ones(window) / window, mode="valid"))
+            ax.plot(steps, values, color=f"C{i % 10}", lw=1.1, label=labels.get(layer, layer))
         ax.set_yscale("log")
         ax.set(title=name, xlabel="step", ylabel=f"{name} (log)")
         ax.grid(alpha=0.3, which="both")
