@@ -26,6 +26,7 @@ then hides the events past that step which an interrupted run had already writte
 from __future__ import annotations
 
 import math
+import secrets
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
@@ -79,7 +80,12 @@ class TensorBoardLogger:
     def _open(self) -> Any:
         if self._writer is None:
             self.logdir.mkdir(parents=True, exist_ok=True)
-            self._writer = self._writer_class(str(self.logdir), purge_step=self._purge_step, flush_secs=30)
+            # tensorboardX names files events.out.tfevents.<seconds>.<host><suffix>: two writers opened in the
+            # same second (a quick resume) would share a name and the second would overwrite the first. The
+            # suffix makes each name unique and, within one second, sorts files by their starting step.
+            suffix = f".s{self._purge_step or 0:010d}.{secrets.token_hex(3)}"
+            self._writer = self._writer_class(str(self.logdir), purge_step=self._purge_step, flush_secs=30,
+                                              filename_suffix=suffix)
         return self._writer
 
     def _scalar(self, tag: str, value: Optional[float], step: int) -> None:

@@ -134,7 +134,7 @@ def test_train_tensorboard_writes_events_in_the_run_directory(tmp_path):
     code = main(["train", "--resume", str(run_dir), "--max-steps", "40", "--quiet", "--no-plot"], out=io.StringIO())
     assert code == 0
     files = sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
-    assert len(files) == 2
+    assert len(files) == 2  # a resume within the same second must not overwrite the first file
     later = read_events(files[1].parent)[len(events):]
     assert [step for step, _ in scalars(later)["step/loss"]] == list(range(31, 41))
     assert any(e.session_log.status == e.session_log.START and e.step == 30 for e in later)
@@ -150,3 +150,16 @@ def test_missing_tensorboardx_one_line_exit_2_nothing_written(tmp_path, capsys, 
     assert not run_dir.exists()
     with pytest.raises(TensorBoardUnavailable, match=r"needs tensorboardX: pip install"):
         TensorBoardLogger(tmp_path / "tb")
+
+
+def test_two_loggers_in_one_folder_never_share_a_file(tmp_path):
+    # tensorboardX names files by the second they were opened: without a unique suffix the second
+    # logger of the same second would overwrite the first one's file.
+    records = list(tiny_fit(track=False, epochs=1))
+    for purge in (0, 3):
+        with TensorBoardLogger(tmp_path / "tb", purge_step=purge) as tb:
+            for rec in records:
+                tb.log(rec)
+    files = sorted((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert len(files) == 2
+    assert [step for step, _ in scalars(read_events(tmp_path / "tb"))["step/loss"]] == [1, 2, 3, 1, 2, 3]
