@@ -154,7 +154,9 @@ def filter_norms_figure(net: Layer, params: Any) -> Any:
         w = np.asarray(p.w, dtype=np.float64)
         norms = np.sqrt((w.reshape(w.shape[0], -1) ** 2).sum(axis=1))
         ax.bar(np.arange(len(norms)), norms, color="C0")
-        ax.set(title=f"layer {path}: {layer.describe()}", xlabel="output filter", ylabel="L2 norm")
+        shape = "x".join(map(str, w.shape[1:]))
+        ax.set(title=f"layer {path}: conv2d, {w.shape[0]} filters of {shape}", xlabel="output filter",
+               ylabel="L2 norm")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("filter norms of the deeper conv layers")
     fig.tight_layout()
@@ -301,8 +303,13 @@ def layer_norms_figure(rows: Sequence[Dict[str, Any]], title: str = "per-layer n
     if not rows:
         raise ValueError("layer_norms_figure: no rows; train with track_layers=True (train --track-layers)")
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained")
     labels = layer_names or {}
+    n_layers = len({layer for row in rows for layer in row["layers"]})
+    colors = [plt.get_cmap("tab20")(i % 20) for i in range(n_layers)] if n_layers > 10 else [
+        f"C{i}" for i in range(n_layers)]
     for ax, key, name in ((axes[0], "grad_norm", "gradient norm"), (axes[1], "update_norm", "update norm"),
                           (axes[2], "ratio", "update / param norm")):
         for i, (layer, (steps, values)) in enumerate(_series(rows, key).items()):
@@ -310,12 +317,13 @@ def layer_norms_figure(rows: Sequence[Dict[str, Any]], title: str = "per-layer n
             steps, values = steps[keep], values[keep]
             window = max(1, len(values) // 60)  # long runs: faint raw values under a running mean
             if window > 1:
-                ax.plot(steps, values, color=f"C{i % 10}", lw=0.5, alpha=0.25)
+                ax.plot(steps, values, color=colors[i], lw=0.5, alpha=0.25)
                 steps = steps[window - 1:]
                 values = np.exp(np.convolve(np.log(values), np.ones(window) / window, mode="valid"))
-            ax.plot(steps, values, color=f"C{i % 10}", lw=1.1, label=labels.get(layer, layer))
+            ax.plot(steps, values, color=colors[i], lw=1.1, label=labels.get(layer, layer))
         ax.set_yscale("log")
         ax.set(title=name, xlabel="step", ylabel=f"{name} (log)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3, which="both")
     axes[2].axhline(1e-3, color="k", ls=":", lw=1, label="1e-3 rule of thumb")
     fig.legend(*axes[2].get_legend_handles_labels(), loc="outside right center", fontsize=8, title="layer")
