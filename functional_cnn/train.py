@@ -115,6 +115,8 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
         raise TypeError(f"make_step: loss must be callable (pred, target) -> (value, dpred), got {loss!r}")
     if not isinstance(optimizer, GradientTransformation):
         raise TypeError(f"make_step: optimizer must be a GradientTransformation, got {type(optimizer).__name__}")
+    if not isinstance(track_layers, (bool, np.bool_)):
+        raise TypeError(f"make_step: track_layers must be a bool, got {track_layers!r}")
     if debug:
         net = debug_layers(net)
 

@@ -113,6 +113,8 @@ def test_track_layers_must_be_a_bool():
     with pytest.raises(TypeError, match=r"fit: track_layers must be a bool, got 'yes'"):
         next(fc.fit(net, p, fc.softmax_cross_entropy, fc.sgd(0.1), (x, y), epochs=1, batch_size=8, seed=0,
                     track_layers="yes"))
+    with pytest.raises(TypeError, match=r"make_step: track_layers must be a bool, got 1"):
+        fc.make_step(net, fc.softmax_cross_entropy, fc.sgd(0.1), track_layers=1)
 
 
 # ----------------------------------------------------------------------------- train --track-layers
