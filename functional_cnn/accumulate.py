@@ -170,7 +170,7 @@ def _micro_generators(rng: Any, k: int, where: str) -> List[Optional[np.random.G
 
 
 def make_accumulating_step(net: Layer, loss: Callable, optimizer: GradientTransformation, accumulate: int,
-                           exchange: Any = None) -> Callable:
+                           exchange: Any = None, track_layers: bool = False) -> Callable:
     """The step of ``make_step(..., accumulate=K)``; with ``exchange``, its data-parallel form.
 
     Args:
@@ -186,6 +186,7 @@ def make_accumulating_step(net: Layer, loss: Callable, optimizer: GradientTransf
         ``rng`` is None, one Generator (split with ``spawn(K)``) or ``K`` Generators;
         ``t`` (the global step) only labels error messages.
     """
+    from .tracking import layer_norms
     from .train import StepMetrics, _pair
 
     k = accumulate
@@ -210,7 +211,8 @@ def make_accumulating_step(net: Layer, loss: Callable, optimizer: GradientTransf
         grads = tree_unflatten(tree_structure(trainable(params)), [_readonly(g) for g in grad_leaves])
         updates, new_state = optimizer.update(grads, opt_state, params)
         new_params = with_state(apply_updates(params, updates), [_readonly(s) for s in state_leaves])
-        return new_params, new_state, StepMetrics(value, acc, lr)
+        norms = layer_norms(params, grads, updates) if track_layers else None  # the summed grads, one update
+        return new_params, new_state, StepMetrics(value, acc, lr, norms)
 
     step.accumulate = k  # type: ignore[attr-defined]
     step.exchange = exchange  # type: ignore[attr-defined]  # its .seconds and .count time the exchanges

@@ -1,4 +1,4 @@
-"""The ``functional-cnn`` command: train, evaluate, summary, gradcheck, plot, export, sweep.
+"""The ``functional-cnn`` command: train, evaluate, summary, gradcheck, plot, export, sweep, inspect.
 
 ``functional-cnn train`` with no arguments trains LeNet-5 on the embedded
 ``mnist-sample`` digits and writes a run directory (see :mod:`functional_cnn.runs`).
@@ -23,6 +23,7 @@ from .models import MODELS, build_model
 from .reporting import PlotUnavailable, Progress, epoch_line, plot_curves
 from .summary import summary
 from .sweep_cli import add_sweep_parser, cmd_sweep
+from .tracking import LayerLog
 from .train import NonFiniteLossError, StepRecord, evaluate, fit
 
 __all__ = ["main", "OPTIMIZERS", "LOSSES"]
@@ -146,6 +147,13 @@ def _train(args: argparse.Namespace, out: Any, exchange: Any) -> int:
         raise CLIError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
     elif run_dir.exists() and not run_dir.is_dir():
         raise CLIError(f"--out {run_dir} exists and is not a directory")
+    cfg["track_layers"] = bool(args.track_layers or cfg.get("track_layers", False))  # kept on resume
+    cfg["tensorboard"] = bool(args.tensorboard or cfg.get("tensorboard", False))
+    layer_log = LayerLog(run_dir, start) if cfg["track_layers"] and root else None
+    tb = None
+    if cfg["tensorboard"] and root:  # one line naming the extra without tensorboardX, before any write
+        from .tb_logging import TensorBoardLogger
+        tb = TensorBoardLogger(run_dir / "tensorboard", purge_step=start)
     if exchange is not None:
         exchange.agree(None)  # every rank got this far, or all stop with the first error
     cfg["versions"] = runs.versions()
@@ -158,8 +166,13 @@ def _train(args: argparse.Namespace, out: Any, exchange: Any) -> int:
                        batch_size=cfg["batch_size"], seed=cfg["seed"], opt_state=state, start_step=start,
                        max_steps=cfg.get("max_steps"), test_data=(data.x_test, data.y_test) if root else None,
                        accumulate=cfg["accumulate"], comm=exchange and exchange.comm,
-                       exchange_timeout=exchange.timeout if exchange else 120.0):
+                       exchange_timeout=exchange.timeout if exchange else 120.0,
+                       track_layers=cfg["track_layers"]):
+            if tb is not None:
+                tb.log(rec)
             if isinstance(rec, StepRecord):
+                if layer_log is not None:
+                    layer_log.add(rec)
                 progress.step(rec)
                 continue
             progress.close()
@@ -172,6 +185,8 @@ def _train(args: argparse.Namespace, out: Any, exchange: Any) -> int:
             # nothing. config.json follows the checkpoint, which carries a copy of the config anyway.
             run_dir.mkdir(parents=True, exist_ok=True)
             runs.write_metrics(run_dir / runs.METRICS, rows)
+            if layer_log is not None:
+                layer_log.write()
             save_checkpoint(run_dir / runs.CHECKPOINT, params=rec.params, opt_state=rec.opt_state, step=rec.step,
                             config={k: v for k, v in cfg.items() if k != "versions"})
             if first:
@@ -179,6 +194,8 @@ def _train(args: argparse.Namespace, out: Any, exchange: Any) -> int:
             print(epoch_line(rows[-1], cfg["epochs"]), file=out, flush=True)
     finally:
         progress.close()
+        if tb is not None:
+            tb.close()
     if rows and root and not args.no_plot:
         try:
             plot_curves(rows, run_dir / runs.CURVES, title=f"{cfg['model']} on {cfg['dataset']}")
@@ -186,6 +203,23 @@ def _train(args: argparse.Namespace, out: Any, exchange: Any) -> int:
             print(f"note: no {runs.CURVES}: {err}", file=out)
     if last is not None and last.test_accuracy is not None:
         print(f"test accuracy {100 * last.test_accuracy:.2f}% after {last.step} steps; run saved in {run_dir}", file=out)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace, out: Any) -> int:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print('functional-cnn inspect needs matplotlib: pip install "functional_cnn[plot]"', file=sys.stderr)
+        return 2
+    from .inspect_report import INSPECT_DIR, NO_TRACKING_HINT, inspect_run
+
+    if args.images < 0:
+        raise CLIError(f"--images must be >= 0, got {args.images}")
+    path, stems = inspect_run(args.run, n_images=args.images)
+    print(f"wrote {len(stems)} figures to {Path(args.run) / INSPECT_DIR} and the report {path}", file=out)
+    if "layer_norms" not in stems:
+        print(f"note: {NO_TRACKING_HINT}", file=out)
     return 0
 
 
@@ -291,7 +325,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="functional-cnn", description="Pure-functional CNNs in NumPy.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,summary,gradcheck,plot,export,sweep}",
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,summary,gradcheck,plot,export,sweep,inspect}",
                            parser_class=_Parser)
     t = sub.add_parser("train", help="train a model and write a run directory")
     t.add_argument("--model", choices=sorted(MODELS), help="network (default lenet)")
@@ -318,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--accumulate in one process)")
     t.add_argument("--exchange-timeout", type=float, metavar="S",
                    help="with --data-parallel: seconds to wait for the other ranks before aborting (default 120)")
+    t.add_argument("--track-layers", action="store_true",
+                   help="record per-layer gradient/update/param norms every step in RUN/layers.jsonl")
+    t.add_argument("--tensorboard", action="store_true", help="write TensorBoard event files in RUN/tensorboard")
     e = sub.add_parser("evaluate", help="evaluate a run directory or checkpoint on a test set")
     e.add_argument("run", help="run directory or checkpoint.npz")
     e.add_argument("--dataset", choices=list(DATASETS), help="data set (default: the run's)")
@@ -342,12 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="draw the training curves of a run directory")
     pl.add_argument("run", help="run directory")
     pl.add_argument("--output", help="PNG path (default RUN/curves.png)")
+    ins = sub.add_parser("inspect", help="figures of a run (filters, feature maps, errors, layer norms) and an "
+                                         "HTML report")
+    ins.add_argument("run", help="run directory")
+    ins.add_argument("--images", type=int, default=3, help="test images whose feature maps are drawn (default 3)")
     add_sweep_parser(sub, t)  # after every train flag: sweep takes them all, as lists
     return p
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "summary": cmd_summary, "gradcheck": cmd_gradcheck,
-            "plot": cmd_plot, "export": cmd_export, "sweep": cmd_sweep}
+            "plot": cmd_plot, "export": cmd_export, "sweep": cmd_sweep,
+            "inspect": cmd_inspect}
 USER_ERRORS = (CLIError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError,
                CheckpointError, DatasetError, NonFiniteLossError, GradCheckError, ImportError)
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO
 
-__all__ = ["Progress", "epoch_line", "plot_curves", "PlotUnavailable"]
+__all__ = ["Progress", "epoch_line", "plot_curves", "curves_figure", "PlotUnavailable"]
 
 
 class PlotUnavailable(ImportError):
@@ -60,13 +60,8 @@ class Progress:
             self._bar = None
 
 
-def plot_curves(rows: List[Dict[str, Any]], path: Path, title: Optional[str] = None,
-                series: Optional[Dict[str, List[Dict[str, Any]]]] = None) -> Path:
-    """Draw loss and accuracy per epoch (train and test) into a PNG, atomically.
-
-    ``series`` maps labels to row lists to compare several runs in one figure.
-    Raises :class:`PlotUnavailable` without matplotlib.
-    """
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, or :class:`PlotUnavailable`."""
     try:
         import matplotlib
 
@@ -74,8 +69,17 @@ def plot_curves(rows: List[Dict[str, Any]], path: Path, title: Optional[str] = N
         import matplotlib.pyplot as plt
     except ImportError as err:
         raise PlotUnavailable('plotting needs matplotlib: pip install "functional_cnn[plot]"') from err
-    from .checkpoint import atomic_write
+    return plt
 
+
+def curves_figure(rows: List[Dict[str, Any]], title: Optional[str] = None,
+                  series: Optional[Dict[str, List[Dict[str, Any]]]] = None) -> Any:
+    """The loss and accuracy curves per epoch (train and test) as a matplotlib Figure.
+
+    ``series`` maps labels to row lists to compare several runs in one figure.
+    Raises :class:`PlotUnavailable` without matplotlib.
+    """
+    plt = _pyplot()
     runs = series if series is not None else {"": rows}
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for i, (label, rs) in enumerate(runs.items()):
@@ -97,6 +101,20 @@ def plot_curves(rows: List[Dict[str, Any]], path: Path, title: Optional[str] = N
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(rows: List[Dict[str, Any]], path: Path, title: Optional[str] = None,
+                series: Optional[Dict[str, List[Dict[str, Any]]]] = None) -> Path:
+    """Draw loss and accuracy per epoch (train and test) into a PNG, atomically.
+
+    ``series`` maps labels to row lists to compare several runs in one figure.
+    Raises :class:`PlotUnavailable` without matplotlib.
+    """
+    from .checkpoint import atomic_write
+
+    fig = curves_figure(rows, title, series)
+    plt = _pyplot()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     return Path(path)

@@ -29,6 +29,7 @@ from .layer import Layer
 from .losses import accuracy as _accuracy
 from .losses import softmax_cross_entropy
 from .optim import GradientTransformation, apply_updates, learning_rate
+from .tracking import LayerNorms, layer_norms
 from .tree import tree_leaves_with_paths
 
 __all__ = [
@@ -48,6 +49,7 @@ class StepMetrics:
     loss: float
     accuracy: Optional[float]
     learning_rate: float
+    layer_norms: Optional[Tuple[LayerNorms, ...]] = None  # with track_layers=True (functional_cnn.tracking)
 
 
 @attrs.frozen
@@ -61,6 +63,7 @@ class StepRecord:
     loss: float
     accuracy: Optional[float]
     learning_rate: float
+    layer_norms: Optional[Tuple[LayerNorms, ...]] = attrs.field(default=None, repr=False)  # track_layers=True
 
 
 @attrs.frozen
@@ -96,7 +99,8 @@ def _batch_accuracy(out: np.ndarray, target: Any) -> Optional[float]:
 
 
 def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, debug: bool = False,
-              accumulate: Optional[int] = None, comm: Any = None, exchange_timeout: float = 120.0) -> Callable:
+              accumulate: Optional[int] = None, comm: Any = None, exchange_timeout: float = 120.0,
+              track_layers: bool = False) -> Callable:
     """Build the pure training step for ``net``, ``loss`` and ``optimizer``.
 
     The step runs forward (``train=True``), the loss, backward, the optimizer, and
@@ -114,6 +118,9 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
     in one process; a rank waits at most ``exchange_timeout`` seconds for the others
     (see :mod:`functional_cnn.data_parallel`). ``accumulate=1`` without ``comm`` is
     exactly the plain step.
+
+    With ``track_layers=True`` the metrics carry per-layer gradient, update and param
+    norms (:func:`functional_cnn.tracking.layer_norms`); off, nothing is computed.
     """
     if not isinstance(net, Layer):
         raise TypeError(f"make_step: net must be a Layer, got {type(net).__name__}")
@@ -121,10 +128,12 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
         raise TypeError(f"make_step: loss must be callable (pred, target) -> (value, dpred), got {loss!r}")
     if not isinstance(optimizer, GradientTransformation):
         raise TypeError(f"make_step: optimizer must be a GradientTransformation, got {type(optimizer).__name__}")
+    if not isinstance(track_layers, (bool, np.bool_)):
+        raise TypeError(f"make_step: track_layers must be a bool, got {track_layers!r}")
     if debug:
         net = debug_layers(net)
     if comm is not None or (accumulate is not None and accumulate != 1):
-        return _accumulating_step(net, loss, optimizer, accumulate, comm, exchange_timeout)
+        return _accumulating_step(net, loss, optimizer, accumulate, comm, exchange_timeout, bool(track_layers))
     if accumulate is not None:
         positive_int(accumulate, "make_step", "accumulate")
 
@@ -140,13 +149,14 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
         grads, _ = net.backward(params, cache, dout)
         updates, new_state = optimizer.update(grads, opt_state, params)
         new_params = net.update_state(apply_updates(params, updates), cache)
-        return new_params, new_state, StepMetrics(float(value), _batch_accuracy(out, y), lr)
+        norms = layer_norms(params, grads, updates) if track_layers else None
+        return new_params, new_state, StepMetrics(float(value), _batch_accuracy(out, y), lr, norms)
 
     return step
 
 
 def _accumulating_step(net: Layer, loss: Callable, optimizer: GradientTransformation, accumulate: Optional[int],
-                       comm: Any, exchange_timeout: float) -> Callable:
+                       comm: Any, exchange_timeout: float, track_layers: bool = False) -> Callable:
     from .accumulate import make_accumulating_step
 
     exchange = None
@@ -158,7 +168,7 @@ def _accumulating_step(net: Layer, loss: Callable, optimizer: GradientTransforma
     k = positive_int(accumulate, "make_step", "accumulate")
     if exchange is not None:
         check_ranks(k, exchange.size, "make_step")
-    return make_accumulating_step(net, loss, optimizer, k, exchange)
+    return make_accumulating_step(net, loss, optimizer, k, exchange, track_layers)
 
 
 def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
@@ -205,7 +215,7 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
         epochs: int, batch_size: int, seed: int, opt_state: Any = None, test_data: Optional[Tuple[Any, Any]] = None,
         start_step: int = 0, max_steps: Optional[int] = None, shuffle: bool = True,
         eval_batch_size: int = 1000, debug: bool = False, accumulate: Optional[int] = None, comm: Any = None,
-        exchange_timeout: float = 120.0) -> Iterator[Union[StepRecord, EpochRecord]]:
+        exchange_timeout: float = 120.0, track_layers: bool = False) -> Iterator[Union[StepRecord, EpochRecord]]:
     """Train ``net`` and yield a record after every step and every epoch.
 
     Args:
@@ -225,6 +235,8 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
             the rank count with ``comm``.
         comm, exchange_timeout: data-parallel training over an mpi4py communicator (see
             :func:`make_step`); every rank calls ``fit`` with the same arguments.
+        track_layers: attach per-layer gradient/update/param norms to every StepRecord
+            (see ``functional_cnn.tracking``); params are the same bit for bit either way.
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite; names the step.
@@ -245,8 +257,10 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
         max_steps = positive_int(max_steps, where, "max_steps", minimum=0)
     if accumulate is not None:
         accumulate = positive_int(accumulate, where, "accumulate")
+    if not isinstance(track_layers, (bool, np.bool_)):
+        raise TypeError(f"{where}: track_layers must be a bool, got {track_layers!r}")
     step_fn = make_step(net, loss, optimizer, debug=debug, accumulate=accumulate, comm=comm,
-                        exchange_timeout=exchange_timeout)
+                        exchange_timeout=exchange_timeout, track_layers=bool(track_layers))
     plain = comm is None and accumulate in (None, 1)
     state = optimizer.init(params) if opt_state is None else opt_state
     try:
@@ -284,7 +298,7 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
             correct += (m.accuracy or 0.0) * n
             seen += n
             lr = m.learning_rate
-            yield StepRecord(epoch + 1, step, b + 1, per_epoch, m.loss, m.accuracy, lr)
+            yield StepRecord(epoch + 1, step, b + 1, per_epoch, m.loss, m.accuracy, lr, m.layer_norms)
         if seen == 0:
             return
         test = evaluate(net, params, test_data, eval_batch_size, loss) if test_data is not None else None
