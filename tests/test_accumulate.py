@@ -192,3 +192,22 @@ def test_non_float_state_cannot_be_folded():
     with pytest.raises(TypeError, match=r"make_step: with accumulate > 1 .* floating-point state, got a state leaf "
                                         r"of dtype int64"):
         combine([counter, counter])
+
+
+def test_layer_tracking_with_accumulation_uses_the_summed_gradient_and_the_one_update():
+    """Plain SGD makes update = -lr * grad, so each layer's grad norm is its update norm / lr; tracking
+    leaves the params bit-identical."""
+    lr = 0.05
+    runs = {}
+    for track in (False, True):
+        records = list(fc.fit(small_net(), init(small_net()), fc.softmax_cross_entropy, fc.sgd(lr), (X, Y),
+                              epochs=1, batch_size=32, seed=0, max_steps=3, accumulate=2, track_layers=track))
+        runs[track] = records
+    steps = [r for r in runs[True] if isinstance(r, StepRecord)]
+    assert len(steps) == 3 and all(r.layer_norms is None for r in runs[False] if isinstance(r, StepRecord))
+    for rec in steps:
+        assert [n.layer for n in rec.layer_norms] == ["0", "4"]
+        for n in rec.layer_norms:
+            assert n.grad_norm > 0
+            assert n.update_norm == pytest.approx(lr * n.grad_norm, rel=1e-5)
+    assert fc.fingerprint(runs[True][-1].params) == fc.fingerprint(runs[False][-1].params)
