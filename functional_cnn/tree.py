@@ -50,8 +50,8 @@ __all__ = [
     "assert_same_structure",
     "structure_difference",
     "align_leaves",
-    "trainable",
-    "state_paths",
+    "trainable",  # noqa: F822  (served by __getattr__ from functional_cnn.params)
+    "state_paths",  # noqa: F822
     "tree_cast",
     "tree_size",
     "tree_nbytes",
