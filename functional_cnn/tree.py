@@ -267,14 +267,24 @@ def _flatten(x: Any, leaves: List[Any]) -> TreeDef:
         return _NONE_DEF
     raw: Tuple[Any, ...] = ()
     if code == _RECORD:
-        kids = [_flatten(getattr(x, n), leaves) for n in names]
-        key: Tuple[Any, ...] = (cls, *map(id, kids))
+        children: Any = [getattr(x, n) for n in names]
     elif code == _DICT:
         raw = _sorted_keys(x)
-        kids = [_flatten(x[k], leaves) for k in raw]
-        key = (cls, raw, tuple(map(type, raw)), *map(id, kids))
+        children = [x[k] for k in raw]
     else:
-        kids = [_flatten(c, leaves) for c in x]
+        children = x
+    kids = []
+    for child in children:  # arrays and None inline: most nodes are one or the other
+        if type(child) is np.ndarray:
+            leaves.append(child)
+            kids.append(_LEAF_DEF)
+        elif child is None:
+            kids.append(_NONE_DEF)
+        else:
+            kids.append(_flatten(child, leaves))
+    if code == _DICT:
+        key: Tuple[Any, ...] = (cls, raw, tuple(map(type, raw)), *map(id, kids))
+    else:
         key = (cls, *map(id, kids))
     return _TABLE.get(key) or _new_node(key, code, cls, raw, tuple(kids))
 
@@ -301,7 +311,14 @@ def _build(d: TreeDef, it: Iterator[Any]) -> Any:
         return next(it)
     if code == _NONE:
         return None
-    values = [_build(c, it) for c in d.children]
+    values = []
+    for child in d.children:  # leaves and None inline
+        if child is _LEAF_DEF:
+            values.append(next(it))
+        elif child is _NONE_DEF:
+            values.append(None)
+        else:
+            values.append(_build(child, it))
     if code == _TUPLE:
         return tuple(values)
     if code == _RECORD or code == _NAMEDTUPLE:
