@@ -177,15 +177,26 @@ def scale_by_learning_rate(learning_rate: Union[float, Schedule]) -> GradientTra
     return leaf_transform(where, f"scale_by_learning_rate({shown})", init, update_leaves, ScaleByLearningRateState)
 
 
+_RECORD_FIELDS: dict = {}
+
+
+def _record_fields(cls: type) -> tuple:
+    """Field names of an attrs class (``()`` for other classes), found once per class."""
+    found = _RECORD_FIELDS.get(cls)
+    if found is None:
+        found = _RECORD_FIELDS[cls] = tuple(f.name for f in attrs.fields(cls)) if attrs.has(cls) else ()
+    return found
+
+
 def _find(state: Any, cls: type) -> Iterator[Any]:
     if isinstance(state, cls):
         yield state
     elif isinstance(state, (tuple, list)):
         for s in state:
             yield from _find(s, cls)
-    elif attrs.has(type(state)):
-        for f in attrs.fields(type(state)):
-            yield from _find(getattr(state, f.name), cls)
+    else:
+        for name in _record_fields(type(state)):
+            yield from _find(getattr(state, name), cls)
 
 
 def learning_rate(state: Any) -> float:
