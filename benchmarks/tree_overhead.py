@@ -24,6 +24,8 @@ import timeit
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -32,6 +34,25 @@ def best_us(fn: Callable[[], object], blocks: int = 7) -> float:
     timer = timeit.Timer(fn, timer=time.process_time)
     number, _ = timer.autorange()
     return min(timer.repeat(repeat=blocks, number=number)) / number * 1e6
+
+
+def _momentum_floor(params: list, grads: object) -> None:
+    """The array operations of one sgd-momentum step with no tree handling: the floor."""
+    from functional_cnn.tree import tree_leaves
+
+    for p, g in zip(params, tree_leaves(grads)):
+        t = 0.9 * np.zeros_like(g) + g
+        p + (-0.01 * t)
+
+
+def _adam_floor(params: list, grads: object) -> None:
+    """The array operations of one Adam step with no tree handling: the floor."""
+    from functional_cnn.tree import tree_leaves
+
+    for p, g in zip(params, tree_leaves(grads)):
+        m = 0.9 * np.zeros_like(g) + 0.1 * g
+        v = 0.999 * np.zeros_like(g) + 0.001 * (g * g)
+        p + (-0.001 * ((m / 0.1) / (np.sqrt(v / 0.001 + 0.0) + 1e-8)))
 
 
 def measure() -> Dict[str, float]:
@@ -63,6 +84,8 @@ def measure() -> Dict[str, float]:
                 fc.apply_updates(params, updates)
 
             rows[f"{net_name} {opt_name}: update + apply_updates"] = best_us(step)
+        rows[f"{net_name} sgd momentum: the numpy arithmetic alone"] = best_us(lambda: _momentum_floor(leaves, grads))
+        rows[f"{net_name} adam: the numpy arithmetic alone"] = best_us(lambda: _adam_floor(leaves, grads))
     return rows
 
 
