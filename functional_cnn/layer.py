@@ -24,6 +24,8 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 import attrs
 import numpy as np
 
+from .params import is_state_field, param_field, readonly, state_field
+
 Array = np.ndarray
 Shape = Tuple[int, ...]
 Params = Any
@@ -41,47 +43,6 @@ __all__ = [
     "is_state_field",
     "no_state",
 ]
-
-
-def readonly(value: Any) -> Array:
-    """Return ``value`` as a NumPy array that cannot be written to.
-
-    A writeable array is copied first, so whoever passed it in cannot change the
-    record's contents afterwards through their own reference.
-
-    >>> a = readonly([1.0, 2.0])
-    >>> a.flags.writeable
-    False
-    """
-    if isinstance(value, np.ndarray) and not value.flags.writeable:
-        return value
-    arr = np.array(value, copy=True)
-    arr.flags.writeable = False
-    return arr
-
-
-def _readonly_or_none(value: Any) -> Optional[Array]:
-    return None if value is None else readonly(value)
-
-
-def param_field(**kwargs: Any) -> Any:
-    """An attrs field holding a trainable array, stored read-only."""
-    return attrs.field(converter=_readonly_or_none, **kwargs)
-
-
-def state_field(**kwargs: Any) -> Any:
-    """An attrs field holding non-trainable state (e.g. running statistics).
-
-    Its gradient is always ``None``; optimizers and weight decay never touch it.
-    """
-    meta = dict(kwargs.pop("metadata", {}) or {})
-    meta["state"] = True
-    return attrs.field(converter=_readonly_or_none, metadata=meta, **kwargs)
-
-
-def is_state_field(field: attrs.Attribute) -> bool:
-    """True when an attrs field was declared with :func:`state_field`."""
-    return bool(field.metadata.get("state", False))
 
 
 def no_state(params: Params, cache: Cache) -> Params:

@@ -110,3 +110,111 @@ def test_describe_lists_leaves():
 
 def test_leaves_of_none_and_scalars():
     assert tree_leaves(None) == [] and tree_leaves(3) == [3] and tree_paths(3) == [""]
+
+
+# ----------------------------------------------------------------------------- TreeDef: computed once, compared in O(1)
+def test_equal_structures_are_one_interned_treedef():
+    a, b = sample(), tree_map(lambda x: x, sample())
+    assert tree_structure(a) is tree_structure(b)
+    assert tree_structure({"z": 1, "a": 2}) is tree_structure({"a": 0, "z": 0})  # dict keys sorted
+    assert tree_structure((1, 2)) is not tree_structure([1, 2])
+    assert tree_structure({1: 0}) != tree_structure({"1": 0})  # same path, other key: another structure
+    assert tree_structure(Pair(1, 2)) is not tree_structure((1, 2))
+
+
+def test_treedef_is_immutable_and_pickles_to_the_interned_object():
+    import pickle
+
+    treedef = tree_structure(sample())
+    with pytest.raises(AttributeError, match="TreeDef is immutable"):
+        treedef.num_leaves = 3
+    assert pickle.loads(pickle.dumps(treedef)) is treedef
+    assert treedef.paths == ("0.w", "0.b", "2.0.gamma", "2.0.mean", "3.a.0", "3.a.1", "3.z")
+    assert repr(tree_structure((P(np.ones(1)), None))) == "tuple(P(w=*, b=None), None)"
+
+
+def test_equality_falls_back_to_comparing_nodes_when_the_intern_table_was_emptied(monkeypatch):
+    import functional_cnn.tree as tree_module
+
+    before = tree_structure(sample())
+    monkeypatch.setattr(tree_module, "_TABLE", {})
+    after = tree_structure(sample())
+    assert after is not before and after == before and hash(after) == hash(before)
+    assert after != tree_structure((1, 2)) and before != tree_structure([1])
+    out = tree_map(lambda x, y: y, sample(), tree_unflatten(before, tree_flatten(sample())[0]))
+    assert tree_structure(out) is after
+    assert_same_structure(tree_unflatten(before, tree_flatten(sample())[0]), sample())
+
+
+def test_classes_are_taken_apart_without_asking_attrs_again(monkeypatch):
+    import functional_cnn.tree as tree_module
+
+    tree = sample()
+    leaves, treedef = tree_flatten(tree)
+
+    def boom(cls):
+        raise AssertionError(f"attrs.has({cls.__name__}) called again")
+
+    monkeypatch.setattr(tree_module.attrs, "has", boom)
+    monkeypatch.setattr(tree_module.attrs, "fields", boom)
+    again, same = tree_flatten(tree_map(lambda x: x, tree))
+    assert same is treedef and all(x is y for x, y in zip(again, leaves))
+    assert tree_structure(tree_unflatten(treedef, leaves)) is treedef
+
+
+def test_structure_difference_and_alignment_are_cached_per_pair():
+    from functional_cnn.tree import align_leaves, structure_difference
+
+    grads = tree_structure((P(np.ones(2), None), None, [1.0]))
+    params = tree_structure((P(np.ones(2), np.ones(2)), S(np.ones(2), np.ones(2)), [1.0]))
+    assert structure_difference(grads, params) == "at '0.b': None vs leaf"
+    assert structure_difference(grads, params, none_prefix=True) is None
+    assert align_leaves(grads, params) == (0, 4)
+    assert align_leaves(grads, params) is align_leaves(grads, params)
+    assert structure_difference(tree_structure((1, 2)), tree_structure([1, 2])) is None  # plain sequences match
+    with pytest.raises(ValueError, match="align_leaves: .* does not match"):
+        align_leaves(params, grads)
+
+
+def test_with_children_builds_an_interned_node():
+    treedef = tree_structure((P(np.ones(1), np.ones(1)), 1.0))
+    none = tree_structure(None)
+    assert treedef.with_children([none, treedef.children[1]]) is tree_structure((None, 2.0))
+    with pytest.raises(ValueError, match="needs 2 TreeDefs"):
+        treedef.with_children([none])
+
+
+def test_colliding_paths_are_refused_once_per_structure_and_every_time():
+    for _ in range(2):
+        with pytest.raises(TypeError, match="two leaves have the path 'a.b'"):
+            tree_paths({"a.b": 1, "a": {"b": 2}})
+    assert tree_leaves({"a.b": 1, "a": {"b": 2}}) == [2, 1]  # leaves alone do not need paths
+
+
+def test_tree_module_imports_nothing_from_the_package_but_dtypes():
+    import ast
+    import pathlib
+
+    import functional_cnn.tree as tree_module
+
+    source = ast.parse(pathlib.Path(tree_module.__file__).read_text())
+    top_level = [n for n in source.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    relative = [n.module for n in top_level if isinstance(n, ast.ImportFrom) and n.level]
+    assert relative == ["_dtypes"]
+    assert not any(isinstance(n, ast.Import) and "functional_cnn" in a.name for n in top_level for a in n.names)
+
+
+def test_old_names_for_the_params_concept_still_work():
+    import functional_cnn
+    import functional_cnn.layer as layer_module
+    import functional_cnn.params as params_module
+    import functional_cnn.tree as tree_module
+
+    assert tree_module.trainable is params_module.trainable and tree_module.state_paths is params_module.state_paths
+    assert functional_cnn.trainable is params_module.trainable
+    for name in ("readonly", "param_field", "state_field", "is_state_field"):
+        assert getattr(layer_module, name) is getattr(params_module, name) is getattr(functional_cnn, name)
+    for name in tree_module.__all__:
+        assert getattr(tree_module, name) is not None
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        tree_module.nope

@@ -26,15 +26,29 @@ from typing import Any, Callable, List, Optional, Tuple
 import attrs
 import numpy as np
 
-from ..layer import Array, readonly
 from ..tree import (
+    TreeDef,
+    align_leaves,
     assert_same_structure,
+    checked_paths,
+    structure_difference,
     tree_describe,
-    tree_leaves,
-    tree_leaves_with_paths,
-    tree_map,
-    tree_map_with_path,
-    trainable,
+    tree_flatten,
+    tree_unflatten,
+)
+from .leaves import (  # noqa: F401  (freeze_tree, new_count, ... are used by the transforms through here)
+    Leaves,
+    LeafView,
+    _is_float,
+    check_grads,
+    check_grads_against_state,
+    check_state,
+    freeze,
+    freeze_tree,
+    moment_leaves,
+    new_count,
+    take_apart,
+    zeros_like_params,
 )
 
 __all__ = [
@@ -57,11 +71,16 @@ class GradientTransformation:
         init: ``params -> state``.
         update: ``(grads, state, params=None) -> (updates, state)``.
         name: what ``repr`` shows and errors quote, e.g. ``"scale_by_adam(b1=0.9, ...)"``.
+        update_leaves: the same update on a gradient tree already taken apart,
+            ``(leaves, state, view) -> (leaves, state)`` with ``view`` a :class:`LeafView`;
+            ``None`` for transformations that only work on trees. :func:`chain` uses it to
+            flatten the gradients once for all its parts.
     """
 
     init: Callable[[Params], OptState]
     update: Callable[..., Tuple[Updates, OptState]]
     name: str = "transform"
+    update_leaves: Optional[Callable[..., Tuple[Leaves, OptState]]] = attrs.field(default=None, kw_only=True)
 
     def __repr__(self) -> str:
         return self.name
@@ -72,87 +91,25 @@ class EmptyState:
     """The state of a transformation that keeps none (``scale``, clipping, ...)."""
 
 
-# ----------------------------------------------------------------------------- helpers
-def freeze(x: Array) -> Array:
-    """Mark a freshly built array read-only (no copy) and return it."""
-    x = np.asarray(x)
-    x.flags.writeable = False
-    return x
+# ----------------------------------------------------------------------------- leaf-level transforms
+def leaf_transform(where: str, name: str, init: Callable[[Params], OptState],
+                   update_leaves: Callable[[Leaves, OptState, LeafView], Tuple[Leaves, OptState]],
+                   state_cls: type, needs_params: Optional[Callable[[Any], None]] = None) -> GradientTransformation:
+    """A transformation from its leaf-level update: ``update`` on trees checks the state,
+    takes the gradients apart once, runs ``update_leaves`` and puts the result together once.
 
-
-def freeze_tree(tree: Any) -> Any:
-    """attrs converter: read-only arrays; already read-only arrays are not copied."""
-    return tree_map(readonly, tree)
-
-
-def new_count(value: int = 0) -> Array:
-    """A read-only int64 scalar array, the step count kept in states."""
-    return freeze(np.array(value, dtype=np.int64))
-
-
-def zeros_like_params(params: Params, where: str, fill: float = 0.0) -> Any:
-    """Moments for the trainable leaves of ``params``: read-only arrays of their dtype, float32
-    for float16 params (squared float16 gradients overflow above 256 and vanish below 2.4e-4)."""
-
-    def make(path: str, p: Any) -> Array:
-        if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
-            got = p.dtype if isinstance(p, np.ndarray) else type(p).__name__
-            raise TypeError(f"{where}.init: params leaf '{path}' must be a floating numpy array, got {got}")
-        return freeze(np.full(p.shape, fill, dtype=np.float32 if p.dtype == np.float16 else p.dtype))
-
-    return tree_map_with_path(make, trainable(params))
-
-
-def check_state(where: str, state: Any, cls: type) -> None:
-    """``state`` must be a ``cls``: otherwise it came from another transformation."""
-    if not isinstance(state, cls):
-        raise TypeError(
-            f"{where}.update: state must be a {cls.__name__} made by {where}.init, got "
-            f"{type(state).__name__}; was this state made by another optimizer's init?"
-        )
-
-
-def check_grads(where: str, grads: Any, params: Any = None) -> None:
-    """Every leaf of ``grads`` must be a floating array; with ``params``, the trees must match.
-
-    Called first by every transformation's ``update``, so an integer, complex or
-    object gradient (or a Python number: its dtype is a guess) is refused with its
-    path instead of being silently promoted or failing deep inside. NumPy float
-    scalars (``np.float32(1.0)``, what ``a.sum()`` returns) are accepted.
+    ``needs_params(params)``, when given, runs between the state check and the gradient checks.
     """
-    for path, g in tree_leaves_with_paths(grads):
-        if not isinstance(g, (np.ndarray, np.floating)) or g.dtype.kind != "f":
-            got = g.dtype if isinstance(g, (np.ndarray, np.generic)) else type(g).__name__
-            raise TypeError(f"{where}.update: grads leaf '{path or '<root>'}' must be a floating numpy array "
-                            f"(float16/32/64), got {got}")
-    if params is not None:
-        check_grads_against_params(where, grads, params)
 
+    def update(grads: Updates, state: OptState, params: Optional[Params] = None):
+        check_state(where, state, state_cls)
+        if needs_params is not None:
+            needs_params(params)
+        leaves, view = take_apart(where, grads, params)
+        out, state = update_leaves(leaves, state, view)
+        return (grads if out is leaves else view.unflatten(out)), state
 
-def _check_shapes(where: str, grads: Any, other: Any, other_name: str, hint: str) -> None:
-    for (path, g), o in zip(tree_leaves_with_paths(grads), tree_leaves(other)):
-        if np.shape(g) != np.shape(o):
-            raise ValueError(
-                f"{where}.update: grads leaf '{path}' has shape {np.shape(g)} but the {other_name} "
-                f"leaf there has shape {np.shape(o)}{hint}"
-            )
-
-
-def check_grads_against_state(where: str, grads: Any, moments: Any) -> None:
-    """Gradients must match the moment tree the state was built with (same model)."""
-    hint = "; the state was built by init for another model (or the params changed shape)"
-    try:
-        assert_same_structure(grads, moments, where=f"{where}.update", names=("grads", "state"))
-    except TypeError as err:
-        raise TypeError(f"{err}\n{hint[2:]}") from None
-    _check_shapes(where, grads, moments, "state", hint)
-
-
-def check_grads_against_params(where: str, grads: Any, params: Any) -> None:
-    """``grads`` must have the structure and shapes of ``trainable(params)``."""
-    wanted = trainable(params)
-    assert_same_structure(grads, wanted, where=f"{where}.update", names=("grads", "params (trainable)"))
-    _check_shapes(where, grads, wanted, "params", "")
+    return GradientTransformation(init, update, name, update_leaves=update_leaves)
 
 
 # ----------------------------------------------------------------------------- chain
@@ -167,8 +124,23 @@ def part_call(label: str, method: str, fn: Callable[..., Any], *args: Any) -> An
         raise type(err)(f"{label}.{method} -> {err}") from err
 
 
+def _back_to_leaves(tree: Any, view: LeafView, before: Leaves) -> Optional[Leaves]:
+    """The leaves of a tree-only part's output, if they can go on as leaves: same structure,
+    floating, same shapes. ``None`` otherwise: the next parts then check the tree themselves."""
+    leaves, treedef = tree_flatten(tree)
+    if treedef is not view.treedef:
+        return None
+    if all(_is_float(u) and np.shape(u) == np.shape(b) for u, b in zip(leaves, before)):
+        return leaves
+    return None
+
+
 def chain(*transforms: GradientTransformation, name: Optional[str] = None) -> GradientTransformation:
     """Compose transformations: the updates of each feed the next, left to right.
+
+    The gradients are taken apart once (and checked once) for all the parts; each part
+    with an ``update_leaves`` works on the list of leaves, and the updates are put back
+    together once at the end. A part that only works on trees gets a tree.
 
     Args:
         *transforms: the parts, applied in order.
@@ -194,24 +166,57 @@ def chain(*transforms: GradientTransformation, name: Optional[str] = None) -> Gr
     def init(params: Params) -> Tuple[OptState, ...]:
         return tuple(part_call(label, "init", t.init, params) for t in transforms)
 
-    def update(grads: Updates, state: Tuple[OptState, ...], params: Optional[Params] = None):
+    def check_chain_state(state: Any) -> None:
         if not isinstance(state, tuple) or len(state) != len(transforms):
             got = f"tuple of {len(state)}" if isinstance(state, tuple) else type(state).__name__
             raise TypeError(
                 f"{label}.update: state must be the tuple of {len(transforms)} states made by this "
                 f"optimizer's init, got {got}; was it made by another optimizer?"
             )
-        check_grads(label, grads, params)
+
+    def run(leaves: Leaves, state: Tuple[OptState, ...], view: LeafView) -> Tuple[Any, Optional[Any], tuple]:
+        """``(leaves, tree, states)``: ``tree`` is not None when the last parts worked on a tree."""
+        tree = None
         new_states: List[OptState] = []
         for t, s in zip(transforms, state):
-            grads, s = part_call(label, "update", t.update, grads, s, params)
+            if tree is None and t.update_leaves is not None:
+                leaves, s = part_call(label, "update", t.update_leaves, leaves, s, view)
+            else:
+                if tree is None:
+                    tree = view.unflatten(leaves)
+                tree, s = part_call(label, "update", t.update, tree, s, view.params_tree)
+                back = _back_to_leaves(tree, view, leaves)
+                if back is not None:
+                    leaves, tree = back, None
             new_states.append(s)
-        return grads, tuple(new_states)
+        return leaves, tree, tuple(new_states)
 
-    return GradientTransformation(init, update, label)
+    def update(grads: Updates, state: Tuple[OptState, ...], params: Optional[Params] = None):
+        check_chain_state(state)
+        given, view = take_apart(label, grads, params)
+        leaves, tree, states = run(given, state, view)
+        if tree is not None:
+            return tree, states
+        return (grads if leaves is given else view.unflatten(leaves)), states
+
+    def update_leaves(leaves: Leaves, state: Tuple[OptState, ...], view: LeafView):
+        check_chain_state(state)
+        leaves, _, states = run(leaves, state, view)
+        return leaves, states
+
+    flat = all(t.update_leaves is not None for t in transforms)
+    return GradientTransformation(init, update, label, update_leaves=update_leaves if flat else None)
 
 
 # ----------------------------------------------------------------------------- apply
+def _apply_plan(u_def: TreeDef, p_def: TreeDef) -> Tuple[Optional[int], ...]:
+    """For each params leaf, the index of its update, or ``None`` where updates hold ``None``."""
+    plan: List[Optional[int]] = [None] * p_def.num_leaves
+    for i, j in enumerate(align_leaves(u_def, p_def)):
+        plan[j] = i
+    return tuple(plan)
+
+
 def apply_updates(params: Params, updates: Updates) -> Params:
     """``params + updates`` leaf by leaf, as a new tree of read-only arrays.
 
@@ -224,25 +229,34 @@ def apply_updates(params: Params, updates: Updates) -> Params:
             in ``updates`` matches anything).
         ValueError: an update's shape differs from its param's.
     """
-    assert_same_structure(updates, params, where="apply_updates", names=("updates", "params"), none_prefix=True)
-    by_path = dict(tree_leaves_with_paths(updates))
-    for path, u in by_path.items():
-        if not isinstance(u, (np.ndarray, np.floating)) or u.dtype.kind != "f":
+    u_leaves, u_def = tree_flatten(updates)
+    p_leaves, p_def = tree_flatten(params)
+    if u_def is not p_def:
+        diff = structure_difference(u_def, p_def, none_prefix=True)
+        if diff is not None:
+            assert_same_structure(updates, params, where="apply_updates", names=("updates", "params"),
+                                  none_prefix=True)
+    u_paths = checked_paths(u_def)
+    for path, u in zip(u_paths, u_leaves):
+        if not _is_float(u):
             got = u.dtype if isinstance(u, (np.ndarray, np.generic)) else type(u).__name__
             raise TypeError(f"apply_updates: update '{path or '<root>'}' must be a floating numpy array, got {got}")
-
-    def add(path: str, p: Any) -> Any:
-        u = by_path.get(path)
-        if u is None:
-            return p
+    plan = p_def.memo(("apply plan", u_def), lambda _: _apply_plan(u_def, p_def))
+    out = []
+    for j, p in enumerate(p_leaves):
+        i = plan[j]
+        if i is None:
+            out.append(p)
+            continue
+        u = u_leaves[i]
         p = np.asarray(p)
         if p.dtype.kind != "f":
-            raise TypeError(f"apply_updates: param '{path or '<root>'}' must be a floating numpy array, got {p.dtype}")
+            raise TypeError(f"apply_updates: param '{u_paths[i] or '<root>'}' must be a floating numpy array, "
+                            f"got {p.dtype}")
         if u.shape != p.shape:
             raise ValueError(
-                f"apply_updates: update '{path}' has shape {u.shape}, its param has shape {p.shape}\n"
+                f"apply_updates: update '{u_paths[i]}' has shape {u.shape}, its param has shape {p.shape}\n"
                 f"updates:\n{tree_describe(updates)}"
             )
-        return freeze(p + u.astype(p.dtype, copy=False))
-
-    return tree_map_with_path(add, params)
+        out.append(freeze(p + u.astype(p.dtype, copy=False)))
+    return tree_unflatten(p_def, out)

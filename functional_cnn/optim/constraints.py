@@ -12,15 +12,10 @@ import attrs
 import numpy as np
 
 from .._checks import real_number
-from ..tree import tree_leaves, tree_leaves_with_paths, tree_map, tree_map_with_path, tree_paths, trainable
-from .base import (
-    EmptyState,
-    GradientTransformation,
-    check_grads,
-    check_state,
-    freeze,
-    part_call,
-)
+from ..params import trainable
+from ..tree import tree_leaves, tree_leaves_with_paths, tree_map_with_path, tree_paths
+from .base import EmptyState, GradientTransformation, leaf_transform, part_call
+from .leaves import Leaves, LeafView, check_grads, check_state, freeze
 from .masks import Mask, check_mask_matches, evaluate_mask, resolve_mask
 
 __all__ = [
@@ -77,30 +72,29 @@ def add_decayed_weights(weight_decay: float, mask: Mask = None) -> GradientTrans
             check_mask_matches(m, tree_paths(trainable(params)), where)
         return EmptyState()
 
-    def update(grads: Any, state: EmptyState, params: Any = None):
+    def update_leaves(grads: Leaves, state: EmptyState, view: LeafView):
         check_state(where, state, EmptyState)
-        _require_params(where, params)
-        check_grads(where, grads, params)
+        _require_params(where, view.params)
         if wd == 0.0:
             return grads, state
-        tp = trainable(params)
-        chosen = _selected(m, tp, where)
-        p_at = dict(tree_leaves_with_paths(tp))
-
-        def decay(path: str, g: Any) -> Any:
-            if path not in chosen:
-                return g
-            return freeze(g + wd * p_at[path])
-
-        return tree_map_with_path(decay, grads), state
+        params = view.params
+        if m is None:
+            return [freeze(g + wd * p) for g, p in zip(grads, params)], state
+        chosen = [evaluate_mask(m, path, p, where) for path, p in zip(view.paths, params)]
+        return [freeze(g + wd * p) if c else g for g, p, c in zip(grads, params, chosen)], state
 
     shown = f", mask={mask!r}" if mask is not None else ""
-    return GradientTransformation(init, update, f"add_decayed_weights({wd:g}{shown})")
+    return leaf_transform(where, f"add_decayed_weights({wd:g}{shown})", init, update_leaves, EmptyState,
+                          needs_params=lambda params: _require_params(where, params))
 
 
 def global_norm(tree: Any) -> float:
     """The L2 norm of all the leaves of ``tree`` taken together, as a Python float."""
-    return math.sqrt(sum(float(np.vdot(x, x)) for x in tree_leaves(tree)))
+    return _norm(tree_leaves(tree))
+
+
+def _norm(leaves: Leaves) -> float:
+    return math.sqrt(sum(float(np.vdot(x, x)) for x in leaves))
 
 
 def clip_by_global_norm(max_norm: float) -> GradientTransformation:
@@ -117,16 +111,15 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
     def init(params: Any) -> EmptyState:
         return EmptyState()
 
-    def update(grads: Any, state: EmptyState, params: Any = None):
+    def update_leaves(grads: Leaves, state: EmptyState, view: LeafView):
         check_state(where, state, EmptyState)
-        check_grads(where, grads, params)
-        norm = global_norm(grads)
+        norm = _norm(grads)
         if not norm > bound:
             return grads, state
         factor = bound / norm
-        return tree_map(lambda g: freeze(g * factor), grads), state
+        return [freeze(g * factor) for g in grads], state
 
-    return GradientTransformation(init, update, f"clip_by_global_norm({bound:g})")
+    return leaf_transform(where, f"clip_by_global_norm({bound:g})", init, update_leaves, EmptyState)
 
 
 def _bound(value: Any, where: str, arg: str) -> float:
@@ -153,12 +146,11 @@ def clip_by_value(low: float, high: float) -> GradientTransformation:
     def init(params: Any) -> EmptyState:
         return EmptyState()
 
-    def update(grads: Any, state: EmptyState, params: Any = None):
+    def update_leaves(grads: Leaves, state: EmptyState, view: LeafView):
         check_state(where, state, EmptyState)
-        check_grads(where, grads, params)
-        return tree_map(lambda g: freeze(np.clip(g, lo, hi)), grads), state
+        return [freeze(np.clip(g, lo, hi)) for g in grads], state
 
-    return GradientTransformation(init, update, f"clip_by_value({lo:g}, {hi:g})")
+    return leaf_transform(where, f"clip_by_value({lo:g}, {hi:g})", init, update_leaves, EmptyState)
 
 
 def masked(inner: GradientTransformation, mask: Mask) -> GradientTransformation:

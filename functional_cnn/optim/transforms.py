@@ -8,25 +8,16 @@ tree shaped like ``trainable(params)`` whose arrays have the params' dtype.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator, Tuple, Union
+from typing import Any, Callable, Iterator, Union
 
 import attrs
 import numpy as np
 
 from .._checks import real_number
-from ..layer import Array, readonly
-from ..tree import tree_flatten, tree_leaves, tree_map, tree_unflatten
-from .base import (
-    GradientTransformation,
-    EmptyState,
-    check_grads,
-    check_grads_against_state,
-    check_state,
-    freeze,
-    freeze_tree,
-    new_count,
-    zeros_like_params,
-)
+from ..params import readonly
+from .base import GradientTransformation, EmptyState, leaf_transform
+from .leaves import Array, Leaves, LeafView, check_state, freeze, freeze_tree, moment_leaves, new_count, zeros_like_params
+from .moments import bias_corrected, root_scaled, update_moments, widen
 
 __all__ = [
     "ScaleByLearningRateState",
@@ -87,21 +78,13 @@ class ScaleByAdagradState:
     sum_of_squares: Any = attrs.field(converter=freeze_tree)  # P: initial value + sum of grads**2
 
 
-def leafwise(fn: Callable[..., Tuple[Array, ...]], n_out: int, grads: Any, *trees: Any) -> Tuple[Any, ...]:
-    """Apply ``fn(g, *others) -> n_out arrays`` over the leaves; one tree per output.
-
-    ``trees`` must have the structure of ``grads`` (checked by the caller).
-    """
-    leaves, treedef = tree_flatten(grads)
-    columns = [tree_leaves(t) for t in trees]
-    rows = [fn(g, *others) for g, *others in zip(leaves, *columns)] if columns else [fn(g) for g in leaves]
-    return tuple(tree_unflatten(treedef, [freeze(r[i]) for r in rows]) for i in range(n_out))
+def _frozen(arrays: Leaves) -> Leaves:
+    return [freeze(a) for a in arrays]
 
 
-def _widen(g: Array, state: Array) -> Array:
-    """``g`` in the state's dtype when that is wider (float16 grads, float32 moments): in float16
-    ``g * g`` overflows for ``|g| > 256`` and underflows below ``2.4e-4``. A no-op otherwise."""
-    return g.astype(np.promote_types(g.dtype, state.dtype), copy=False)
+def _widened(grads: Leaves, like: Leaves) -> Leaves:
+    """Each gradient in its moment's dtype where that is wider (see :func:`~.moments.widen`)."""
+    return [widen(g, m) for g, m in zip(grads, like)]
 
 
 def _unit_interval(value: Any, where: str, arg: str) -> float:
@@ -125,12 +108,11 @@ def scale(step_size: float) -> GradientTransformation:
     def init(params: Any) -> EmptyState:
         return EmptyState()
 
-    def update(grads: Any, state: EmptyState, params: Any = None):
+    def update_leaves(grads: Leaves, state: EmptyState, view: LeafView):
         check_state(where, state, EmptyState)
-        check_grads(where, grads, params)
-        return tree_map(lambda g: freeze(g * factor), grads), state
+        return [freeze(g * factor) for g in grads], state
 
-    return GradientTransformation(init, update, f"scale({factor:g})")
+    return leaf_transform(where, f"scale({factor:g})", init, update_leaves, EmptyState)
 
 
 def _learning_rate_fn(lr: Union[float, Schedule], where: str) -> Callable[[int], float]:
@@ -184,16 +166,26 @@ def scale_by_learning_rate(learning_rate: Union[float, Schedule]) -> GradientTra
     def init(params: Any) -> ScaleByLearningRateState:
         return ScaleByLearningRateState(new_count(0), _peek(lr_at, 0))
 
-    def update(grads: Any, state: ScaleByLearningRateState, params: Any = None):
+    def update_leaves(grads: Leaves, state: ScaleByLearningRateState, view: LeafView):
         check_state(where, state, ScaleByLearningRateState)
-        check_grads(where, grads, params)
         step = int(state.count)
         neg = -lr_at(step)
-        updates = tree_map(lambda g: freeze(neg * g), grads)
+        updates = [freeze(neg * g) for g in grads]
         return updates, ScaleByLearningRateState(_bump(state.count), _peek(lr_at, step + 1))
 
     shown = f"{learning_rate:g}" if not callable(learning_rate) else repr(learning_rate)
-    return GradientTransformation(init, update, f"scale_by_learning_rate({shown})")
+    return leaf_transform(where, f"scale_by_learning_rate({shown})", init, update_leaves, ScaleByLearningRateState)
+
+
+_RECORD_FIELDS: dict = {}
+
+
+def _record_fields(cls: type) -> tuple:
+    """Field names of an attrs class (``()`` for other classes), found once per class."""
+    found = _RECORD_FIELDS.get(cls)
+    if found is None:
+        found = _RECORD_FIELDS[cls] = tuple(f.name for f in attrs.fields(cls)) if attrs.has(cls) else ()
+    return found
 
 
 def _find(state: Any, cls: type) -> Iterator[Any]:
@@ -202,9 +194,9 @@ def _find(state: Any, cls: type) -> Iterator[Any]:
     elif isinstance(state, (tuple, list)):
         for s in state:
             yield from _find(s, cls)
-    elif attrs.has(type(state)):
-        for f in attrs.fields(type(state)):
-            yield from _find(getattr(state, f.name), cls)
+    else:
+        for name in _record_fields(type(state)):
+            yield from _find(getattr(state, name), cls)
 
 
 def learning_rate(state: Any) -> float:
@@ -244,19 +236,17 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
     def init(params: Any) -> TraceState:
         return TraceState(new_count(0), zeros_like_params(params, where))
 
-    def step(g: Array, t: Array) -> Tuple[Array, Array]:
-        t_new = (g + decay * t).astype(t.dtype, copy=False)
-        u = g + decay * t_new if nesterov else t_new
-        return u.astype(g.dtype, copy=False), t_new
-
-    def update(grads: Any, state: TraceState, params: Any = None):
+    def update_leaves(grads: Leaves, state: TraceState, view: LeafView):
         check_state(where, state, TraceState)
-        check_grads(where, grads, params)
-        check_grads_against_state(where, grads, state.trace)
-        updates, t = leafwise(step, 2, grads, state.trace)
-        return updates, TraceState(_bump(state.count), t)
+        t = update_moments(grads, moment_leaves(where, grads, view, state.trace), decay, order=1, weight=1.0)
+        if nesterov:
+            updates = [(g + decay * m).astype(g.dtype, copy=False) for g, m in zip(grads, t)]
+        else:
+            updates = [m.astype(g.dtype, copy=False) for g, m in zip(grads, t)]
+        return _frozen(updates), TraceState(_bump(state.count), view.unflatten(_frozen(t)))
 
-    return GradientTransformation(init, update, f"trace(decay={decay:g}, nesterov={bool(nesterov)})")
+    return leaf_transform(where, f"trace(decay={decay:g}, nesterov={bool(nesterov)})", init, update_leaves,
+                          TraceState)
 
 
 # ----------------------------------------------------------------------------- adaptive
@@ -281,25 +271,17 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
     def init(params: Any) -> ScaleByAdamState:
         return ScaleByAdamState(new_count(0), zeros_like_params(params, where), zeros_like_params(params, where))
 
-    def update(grads: Any, state: ScaleByAdamState, params: Any = None):
+    def update_leaves(grads: Leaves, state: ScaleByAdamState, view: LeafView):
         check_state(where, state, ScaleByAdamState)
-        check_grads(where, grads, params)
-        check_grads_against_state(where, grads, state.mu)
+        mu = update_moments(grads, moment_leaves(where, grads, view, state.mu), b1, order=1)
+        nu = update_moments(grads, moment_leaves(where, grads, view, state.nu), b2, order=2)
         t = int(state.count) + 1
-        c1 = 1.0 - b1**t
-        c2 = 1.0 - b2**t
+        updates = root_scaled(bias_corrected(mu, b1, t), bias_corrected(nu, b2, t), eps, eps_root, like=grads)
+        return _frozen(updates), ScaleByAdamState(new_count(t), view.unflatten(_frozen(mu)),
+                                                   view.unflatten(_frozen(nu)))
 
-        def step(g: Array, m: Array, v: Array) -> Tuple[Array, Array, Array]:
-            gw = _widen(g, m)
-            m = (b1 * m + (1.0 - b1) * gw).astype(m.dtype, copy=False)
-            v = (b2 * v + (1.0 - b2) * (gw * gw)).astype(v.dtype, copy=False)
-            u = (m / c1) / (np.sqrt(v / c2 + eps_root) + eps)
-            return u.astype(g.dtype, copy=False), m, v
-
-        updates, mu, nu = leafwise(step, 3, grads, state.mu, state.nu)
-        return updates, ScaleByAdamState(new_count(t), mu, nu)
-
-    return GradientTransformation(init, update, f"scale_by_adam(b1={b1:g}, b2={b2:g}, eps={eps:g})")
+    return leaf_transform(where, f"scale_by_adam(b1={b1:g}, b2={b2:g}, eps={eps:g})", init, update_leaves,
+                          ScaleByAdamState)
 
 
 def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> GradientTransformation:
@@ -318,19 +300,14 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> GradientTransformatio
     def init(params: Any) -> ScaleByRmsState:
         return ScaleByRmsState(new_count(0), zeros_like_params(params, where))
 
-    def step(g: Array, v: Array) -> Tuple[Array, Array]:
-        gw = _widen(g, v)
-        v = (decay * v + (1.0 - decay) * (gw * gw)).astype(v.dtype, copy=False)
-        return (gw / (np.sqrt(v) + eps)).astype(g.dtype, copy=False), v
-
-    def update(grads: Any, state: ScaleByRmsState, params: Any = None):
+    def update_leaves(grads: Leaves, state: ScaleByRmsState, view: LeafView):
         check_state(where, state, ScaleByRmsState)
-        check_grads(where, grads, params)
-        check_grads_against_state(where, grads, state.nu)
-        updates, nu = leafwise(step, 2, grads, state.nu)
-        return updates, ScaleByRmsState(_bump(state.count), nu)
+        nu = update_moments(grads, moment_leaves(where, grads, view, state.nu), decay, order=2)
+        updates = root_scaled(_widened(grads, nu), nu, eps, like=grads)
+        return _frozen(updates), ScaleByRmsState(_bump(state.count), view.unflatten(_frozen(nu)))
 
-    return GradientTransformation(init, update, f"scale_by_rms(decay={decay:g}, eps={eps:g})")
+    return leaf_transform(where, f"scale_by_rms(decay={decay:g}, eps={eps:g})", init, update_leaves,
+                          ScaleByRmsState)
 
 
 def scale_by_adagrad(initial_accumulator: float = 0.1, eps: float = 1e-7) -> GradientTransformation:
@@ -347,18 +324,12 @@ def scale_by_adagrad(initial_accumulator: float = 0.1, eps: float = 1e-7) -> Gra
     def init(params: Any) -> ScaleByAdagradState:
         return ScaleByAdagradState(new_count(0), zeros_like_params(params, where, fill=init_acc))
 
-    def step(g: Array, s: Array) -> Tuple[Array, Array]:
-        gw = _widen(g, s)
-        s = (s + gw * gw).astype(s.dtype, copy=False)
-        return (gw / (np.sqrt(s) + eps)).astype(g.dtype, copy=False), s
-
-    def update(grads: Any, state: ScaleByAdagradState, params: Any = None):
+    def update_leaves(grads: Leaves, state: ScaleByAdagradState, view: LeafView):
         check_state(where, state, ScaleByAdagradState)
-        check_grads(where, grads, params)
-        check_grads_against_state(where, grads, state.sum_of_squares)
-        updates, s = leafwise(step, 2, grads, state.sum_of_squares)
-        return updates, ScaleByAdagradState(_bump(state.count), s)
+        sums = update_moments(grads, moment_leaves(where, grads, view, state.sum_of_squares), 1.0, order=2,
+                              weight=1.0)
+        updates = root_scaled(_widened(grads, sums), sums, eps, like=grads)
+        return _frozen(updates), ScaleByAdagradState(_bump(state.count), view.unflatten(_frozen(sums)))
 
-    return GradientTransformation(
-        init, update, f"scale_by_adagrad(initial_accumulator={init_acc:g}, eps={eps:g})"
-    )
+    return leaf_transform(where, f"scale_by_adagrad(initial_accumulator={init_acc:g}, eps={eps:g})", init,
+                          update_leaves, ScaleByAdagradState)
