@@ -75,6 +75,15 @@ class GradCheckReport:
     def __str__(self) -> str:
         return self.table()
 
+    def __repr__(self) -> str:
+        verdict = "ok" if self.ok else "FAILED: " + ", ".join(r.name for r in self.failures)
+        return f"GradCheckReport({self.title!r}, {len(self.rows)} rows, {verdict})"
+
+    def _repr_html_(self) -> str:
+        from .display import gradcheck_html
+
+        return gradcheck_html(self)
+
 
 class GradCheckError(AssertionError):
     """Raised when a check fails; ``report`` holds the full table."""

@@ -97,3 +97,8 @@ class Layer:
             inner = ", ".join(repr(c) for c in self.children)
             return f"{self.name}({inner})"
         return self.describe()
+
+    def _repr_html_(self) -> str:
+        from .display import layer_html
+
+        return layer_html(self)

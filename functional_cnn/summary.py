@@ -50,6 +50,11 @@ class Summary:
         lines += [fmt.format(*row) for row in body] + [rule, fmt.format(*total)]
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        from .display import summary_html
+
+        return summary_html(self)
+
 
 def _bytes(n: Any) -> str:
     if n is None:

@@ -42,6 +42,13 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the message names the step."""
 
 
+def _record_html(record: Any) -> str:
+    """A record as an HTML table in notebooks (see functional_cnn.display)."""
+    from .display import fields_html
+
+    return fields_html(record)
+
+
 @attrs.frozen
 class StepMetrics:
     """What one step measured: its loss, the batch accuracy (None when undefined), the rate it used."""
@@ -56,6 +63,8 @@ class StepMetrics:
 class StepRecord:
     """Emitted by :func:`fit` after each step."""
 
+    _repr_html_ = _record_html
+
     epoch: int
     step: int  # global steps done, counting this one
     batch: int  # index of the batch within the epoch
@@ -69,6 +78,8 @@ class StepRecord:
 @attrs.frozen
 class EpochRecord:
     """Emitted by :func:`fit` after each epoch (or when ``max_steps`` stops it early)."""
+
+    _repr_html_ = _record_html
 
     epoch: int
     step: int
@@ -86,6 +97,8 @@ class EpochRecord:
 @attrs.frozen
 class EvalResult:
     """Loss and accuracy over a whole dataset."""
+
+    _repr_html_ = _record_html
 
     loss: float
     accuracy: Optional[float]
