@@ -10,7 +10,8 @@ from .debug import NonFiniteError, debug
 from .branching import fan_in_concat, fan_in_sum, fan_out, parallel, residual
 from .combinators import serial
 from .gradcheck import GradCheckError, GradCheckReport, check_layer, check_loss
-from .layer import Layer, is_state_field, param_field, readonly, state_field
+from .layer import Layer
+from .params import is_state_field, param_field, readonly, state_field, trainable
 from .layers import (
     avg_pool1d,
     avg_pool2d,
@@ -48,7 +49,6 @@ from .train import EpochRecord, EvalResult, StepRecord, evaluate, fingerprint, f
 from .summary import summary
 from .tree import (
     assert_same_structure,
-    trainable,
     tree_cast,
     tree_flatten,
     tree_leaves,

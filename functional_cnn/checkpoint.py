@@ -185,8 +185,9 @@ def save_checkpoint(path: Any, *, params: Any, opt_state: Any = None, rng: Optio
             as the same type and dtype.
         rng: a Generator whose ``bit_generator.state`` is saved (stream and spawning).
         step: training step, an int >= 0.
-        config, extra: JSON-serialisable values (numpy scalars and arrays are turned
-            into numbers and lists).
+        config: a JSON-serialisable value (numpy scalars and arrays are turned into
+            numbers and lists).
+        extra: another JSON-serialisable value, converted the same way.
         allow_nonfinite: write float leaves holding NaN or Inf (refused by default:
             a diverged run must not overwrite the last good checkpoint).
 
@@ -321,9 +322,10 @@ def load_checkpoint(path: Any, *, params_like: Any = None, opt_state_like: Any =
 
     Args:
         path: the ``.npz`` file.
-        params_like, opt_state_like: optional templates (e.g. fresh ``init`` results):
-            the saved leaves are put back into their structure, and paths, shapes and
-            dtypes must all agree. Without one, that tree comes back as ``{path: leaf}``.
+        params_like: an optional template (e.g. a fresh ``init`` result): the saved leaves
+            are put back into its structure, and paths, shapes and dtypes must all agree.
+            Without one, the params come back as ``{path: leaf}``.
+        opt_state_like: the same, for the optimizer state.
 
     Returns:
         A :class:`Checkpoint`; its arrays are read-only.

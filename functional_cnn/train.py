@@ -232,7 +232,10 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
     """Train ``net`` and yield a record after every step and every epoch.
 
     Args:
-        net, params, loss, optimizer: what to train and how.
+        net: the network to train.
+        params: its initial params.
+        loss: ``(pred, target) -> (value, dpred)``.
+        optimizer: a GradientTransformation.
         data: ``(x, y)`` training arrays.
         epochs: total epochs (counting those before ``start_step``).
         batch_size: examples per step; the last batch of an epoch may be smaller.
@@ -246,8 +249,9 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
         accumulate: micro-batches per step (see :func:`make_step`); micro-batch ``m`` of
             global step ``t`` draws from ``SeedSequence([seed, 1, t, m])``. Default 1, or
             the rank count with ``comm``.
-        comm, exchange_timeout: data-parallel training over an mpi4py communicator (see
-            :func:`make_step`); every rank calls ``fit`` with the same arguments.
+        comm: an mpi4py communicator for data-parallel training (see :func:`make_step`); every
+            rank calls ``fit`` with the same arguments.
+        exchange_timeout: with ``comm``, seconds to wait for the other ranks before aborting.
         track_layers: attach per-layer gradient/update/param norms to every StepRecord
             (see ``functional_cnn.tracking``); params are the same bit for bit either way.
 

@@ -92,7 +92,8 @@ def adam(learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: f
 
     Args:
         learning_rate: >= 0, or a schedule.
-        b1, b2: moment decay rates in [0, 1).
+        b1: decay rate of the first moment, in [0, 1).
+        b2: decay rate of the second moment, in [0, 1).
         eps: > 0, added to the denominator.
         eps_root: >= 0, added inside the square root.
     """
@@ -114,7 +115,11 @@ def adamw(learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999, eps: 
     by Adam's normalization.
 
     Args:
-        learning_rate, b1, b2, eps, eps_root: as for :func:`adam`.
+        learning_rate: as for :func:`adam`.
+        b1: as for :func:`adam`.
+        b2: as for :func:`adam`.
+        eps: as for :func:`adam`.
+        eps_root: as for :func:`adam`.
         weight_decay: >= 0.
         mask: leaves that decay, e.g. ``exclude_paths("*.b")`` to spare biases.
     """
