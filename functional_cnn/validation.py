@@ -107,7 +107,7 @@ def record_signature(params: Any) -> Any:
         if a is None:
             sig.append(None)
         elif type(a) is np.ndarray:
-            sig.append((a.shape, a.dtype))
+            sig += (a.shape, a.dtype)
         else:
             raise NoMemo
     return tuple(sig)
@@ -169,9 +169,15 @@ class Spec:
     multi_out: bool = False
 
     def signature(self, params: Any) -> Any:
+        """A hashable summary of ``params`` for the memo (raises :class:`NoMemo`)."""
         if self.params is None and params is not None:
             raise NoMemo
         return record_signature(params)
+
+    def types_ok(self, params: Any, cache: Any) -> bool:
+        """True when the params' and the cache's types are right (the fast path of ``check_backward``)."""
+        return (params is None if self.params is None else isinstance(params, self.params)) and (
+            self.cache is None or isinstance(cache, self.cache))
 
     def check(self, where: str, params: Any, in_shape: Any, dtype: np.dtype, n: int) -> Any:
         """Check params and an input of per-example shape ``in_shape``; return the output's shape."""
@@ -259,12 +265,14 @@ class Composite:
             then each child's spec with the shapes propagated; errors name the child.
         check_backward: ``(where, params, cache) -> (shape, dtype)`` of ``dy``.
         signature: ``params -> hashable`` for the memo (raises :class:`NoMemo`).
+        types_ok: ``(params, cache) -> bool``: the params' and the caches' types are right.
         multi_in, n_in, multi_out: as in :class:`Spec`.
     """
 
     check: Callable[..., Any]
     check_backward: Callable[..., Tuple[Any, np.dtype]]
     signature: Callable[[Any], Any]
+    types_ok: Callable[[Any, Any], bool]
     multi_in: bool = False
     n_in: Optional[int] = None
     multi_out: bool = False

@@ -11,10 +11,10 @@ from typing import Any, Callable, Sequence, Tuple, TypeVar
 
 from .._checks import check_rng
 from ..layer import Layer
-from ..validation import NoMemo
+from ..validation import Composite, NoMemo
 
 __all__ = ["call_child", "child_error", "check_children", "check_child_params", "check_child_caches",
-           "spawn_rngs", "check_child", "check_child_backward", "children_signature", "entries"]
+           "spawn_rngs", "check_child", "check_child_backward", "composite", "entries"]
 
 T = TypeVar("T")
 
@@ -87,11 +87,35 @@ def check_child_backward(name: str, child: Layer, params: Any, cache: Any) -> An
     return call_child(name, child.spec.check_backward, child.name, params, cache)
 
 
-def children_signature(children: Sequence[Layer], params: Any) -> Tuple[Any, ...]:
-    """The memo signature of a combinator's params: its children's, in order."""
-    if type(params) is not tuple or len(params) != len(children):
-        raise NoMemo
-    return tuple(c.spec.signature(p) for c, p in zip(children, params))
+def composite(children: Sequence[Layer], check: Callable[..., Any], check_backward: Callable[..., Any],
+              pick: Callable[[Sequence[Any]], Any], **kwargs: Any) -> Composite:
+    """The :class:`Composite` spec of a combinator over ``children`` (all with a spec).
+
+    ``check_backward(params, cache)`` runs only when a type is wrong, to say which; otherwise
+    ``pick`` chooses, from the children's ``(shape, dtype)`` pairs (computed lazily by index),
+    what ``dy`` must be.
+    """
+    n = len(children)
+    sigs = tuple(c.spec.signature for c in children)
+    oks = tuple(c.spec.types_ok for c in children)
+    outs = tuple(c.spec.check_backward for c in children)
+    names = tuple(c.name for c in children)
+
+    def signature(params: Any) -> Tuple[Any, ...]:
+        if type(params) is not tuple or len(params) != n:
+            raise NoMemo
+        return tuple([f(p) for f, p in zip(sigs, params)])
+
+    def types_ok(params: Any, cache: Any) -> bool:
+        return (type(params) is tuple and len(params) == n and type(cache) is tuple and len(cache) == n
+                and all(map(lambda f, p, c: f(p, c), oks, params, cache)))
+
+    def fast_check_backward(where: str, params: Any, cache: Any) -> Any:
+        if not types_ok(params, cache):
+            return check_backward(where, params, cache)
+        return pick(lambda i: outs[i](names[i], params[i], cache[i]))
+
+    return Composite(check, fast_check_backward, signature, types_ok, **kwargs)
 
 
 def entries(children: Sequence[Layer]) -> Tuple[bool, Tuple[Callable, ...], Tuple[Callable, ...]]:

@@ -17,9 +17,9 @@ import numpy as np
 
 from .._checks import positive_int, shape_tuple
 from ..layer import Array, Layer, Shape, ShapeCache
-from ..validation import Composite, Spec
+from ..validation import Spec
 from ._combinator import (call_child, check_child, check_child_backward, check_child_caches, check_child_params,
-                          check_children, children_signature, entries, spawn_rngs)
+                          check_children, composite, entries, spawn_rngs)
 
 __all__ = ["BranchCache", "parallel", "fan_out", "fan_in_sum", "fan_in_concat"]
 
@@ -115,7 +115,8 @@ def parallel(*layers: Layer) -> Layer:
 
     spec = None
     if specced:
-        spec = Composite(check, check_backward, lambda p: children_signature(children, p), multi_in=True, n_in=n,
+        spec = composite(children, check, check_backward,
+                         lambda out: (tuple(out(i)[0] for i in range(n)), out(0)[1]), multi_in=True, n_in=n,
                          multi_out=True)
     known = all(c.cache_bytes is not None for c in children)
     return Layer(where, init, forward, backward, update_state=update_state,

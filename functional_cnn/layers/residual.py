@@ -7,9 +7,8 @@ import numpy as np
 
 from .._checks import shape_tuple
 from ..layer import Array, Layer, Shape
-from ..validation import Composite
 from ._combinator import (call_child, check_child, check_child_backward, check_child_caches, check_child_params,
-                          check_children, children_signature, entries, spawn_rngs)
+                          check_children, composite, entries, spawn_rngs)
 
 __all__ = ["residual"]
 
@@ -98,7 +97,7 @@ def residual(block: Layer, projection: Optional[Layer] = None) -> Layer:
         check_child_caches(cache, n, where)
         return [check_child_backward(names[i], c, params[i], cache[i]) for i, c in enumerate(children)][0]
 
-    spec = Composite(check, check_backward, lambda p: children_signature(children, p)) if specced else None
+    spec = composite(children, check, check_backward, lambda out: out(0)) if specced else None
     known = all(c.cache_bytes is not None for c in children)
     return Layer(where, init, forward, backward, update_state=update_state,
                  cache_bytes=cache_bytes if known else None, children=children, rebuild=residual, spec=spec)

@@ -12,9 +12,8 @@ import numpy as np
 import toolz
 
 from ..layer import Array, Layer, Shape
-from ..validation import Composite
 from ._combinator import (call_child, check_child, check_child_backward, check_child_caches, check_child_params,
-                          check_children, children_signature, entries, spawn_rngs)
+                          check_children, composite, entries, spawn_rngs)
 
 __all__ = ["serial"]
 
@@ -106,8 +105,8 @@ def serial(*layers: Layer) -> Layer:
     spec = None
     if specced:
         first, last = children[0].spec, children[-1].spec
-        spec = Composite(check, check_backward, lambda p: children_signature(children, p),
-                         multi_in=first.multi_in, n_in=first.n_in, multi_out=last.multi_out)
+        spec = composite(children, check, check_backward, lambda out: out(n - 1), multi_in=first.multi_in,
+                         n_in=first.n_in, multi_out=last.multi_out)
     known = all(c.cache_bytes is not None for c in children)
     return Layer(where, init, forward, backward, update_state=update_state,
                  cache_bytes=cache_bytes if known else None, children=children, rebuild=serial, spec=spec)
