@@ -50,7 +50,7 @@ from .losses import (
 from .optim import adagrad, adam, adamw, apply_updates, chain, learning_rate, rmsprop, sgd
 from .train import EpochRecord, EvalResult, StepRecord, evaluate, fingerprint, fit, make_step, predict
 from .summary import summary
-from .validation import validation, validation_enabled
+from .boundary import validation, validation_enabled
 from .tree import (
     assert_same_structure,
     trainable,

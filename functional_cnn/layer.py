@@ -21,7 +21,7 @@ Contract (shapes exclude the batch axis; arrays are batched, NCHW for images)::
   The grads must be the same as with ``need_dx=True``. A ``backward`` written without
   the keyword still works: :class:`Layer` adapts it once, at construction.
 * ``layer.forward`` and ``layer.backward`` check their input first when the layer
-  declares a ``spec`` (see :mod:`functional_cnn.validation`); the functions given to
+  declares a ``spec`` (see :mod:`functional_cnn.boundary`); the functions given to
   ``Layer(...)``, the math, stay available as ``layer.forward_unchecked`` and
   ``layer.backward_unchecked``, which combinators call once they have checked the
   whole network at its boundary.
@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 import attrs
 import numpy as np
 
-from .validation import checked
+from .boundary import checked
 
 Array = np.ndarray
 Shape = Tuple[int, ...]
@@ -158,7 +158,7 @@ class Layer:
         children: sub-layers of a combinator, in order.
         rebuild: for a combinator, ``rebuild(*children)`` makes the same combinator
             over other children (used to wrap every layer, e.g. by ``debug``).
-        spec: what the layer accepts (:class:`functional_cnn.validation.Spec` or
+        spec: what the layer accepts (:class:`functional_cnn.boundary.Spec` or
             ``Composite``), checked where input enters a network; None (a user's layer)
             leaves every check to the layer's own functions.
     """

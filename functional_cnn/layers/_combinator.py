@@ -1,6 +1,6 @@
 """Helpers shared by the combinators (``serial``, ``residual``, ``parallel``): children, their errors, rngs.
 
-A combinator whose children all declare a spec gets a :class:`~functional_cnn.validation.Composite`
+A combinator whose children all declare a spec gets a :class:`~functional_cnn.boundary.Composite`
 spec: it checks the whole network once, at its boundary, by propagating shapes through the
 children's specs (:func:`check_child`), and then calls the children's unchecked math. One
 holding a layer without a spec calls every child through its checked entry instead.
@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence, Tuple, TypeVar
 
 from .._checks import check_rng
 from ..layer import Layer
-from ..validation import Composite, NoMemo
+from ..boundary import Composite, NoMemo
 
 __all__ = ["call_child", "child_error", "check_children", "check_child_params", "check_child_caches",
            "spawn_rngs", "check_child", "check_child_backward", "composite", "entries"]

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._checks import real_number, shape_tuple
 from ..layer import Array, Layer, Shape, ShapeCache
-from ..validation import Spec
+from ..boundary import Spec
 
 __all__ = ["ActivationCache", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity"]
 

@@ -9,7 +9,7 @@ import numpy as np
 from .._checks import float_dtype, shape_tuple
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, ShapeCache, param_field
-from ..validation import Spec
+from ..boundary import Spec
 
 __all__ = ["BiasParams", "bias"]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._checks import positive_int, shape_tuple
 from ..layer import Array, Layer, Shape, ShapeCache
-from ..validation import Spec
+from ..boundary import Spec
 from ._combinator import (call_child, check_child, check_child_backward, check_child_caches, check_child_params,
                           check_children, composite, entries, spawn_rngs)
 

@@ -25,7 +25,7 @@ import numpy as np
 from .._checks import float_dtype, int_pair, positive_int, shape_tuple
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
-from ..validation import Spec
+from ..boundary import Spec
 from ._patches import (_backward_wide, _frozen, _grouped_matmul, _pad, _rows, _scratch, _weight_grad, col2im,
                        im2col)
 

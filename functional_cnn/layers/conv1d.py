@@ -16,7 +16,7 @@ import numpy as np
 from .._checks import check_rng, float_dtype, positive_int
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
-from ..validation import Spec
+from ..boundary import Spec
 from ._oned import OneDCache, shape_cl
 from .conv import Conv2DParams, conv2d, conv_output_size
 

@@ -9,7 +9,7 @@ import numpy as np
 from .._checks import float_dtype, positive_int, shape_tuple
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
-from ..validation import Spec
+from ..boundary import Spec
 
 __all__ = ["DenseParams", "DenseCache", "dense"]
 

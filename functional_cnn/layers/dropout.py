@@ -14,7 +14,7 @@ import numpy as np
 
 from .._checks import check_rng, real_number, shape_tuple
 from ..layer import Array, Layer, Shape
-from ..validation import Spec
+from ..boundary import Spec
 
 __all__ = ["DropoutCache", "dropout"]
 

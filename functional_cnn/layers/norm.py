@@ -20,7 +20,7 @@ import numpy as np
 
 from .._checks import check_params_type, float_dtype, real_number, shape_tuple
 from ..layer import Array, Layer, Shape, param_field, state_field
-from ..validation import Spec
+from ..boundary import Spec
 
 __all__ = ["BatchNormParams", "BatchNormCache", "batch_norm", "LayerNormParams", "LayerNormCache", "layer_norm"]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._checks import int_pair, shape_tuple
 from ..layer import Array, Layer, Shape
-from ..validation import Spec
+from ..boundary import Spec
 
 __all__ = ["MaxPoolCache", "AvgPoolCache", "max_pool2d", "avg_pool2d", "global_avg_pool2d"]
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._checks import positive_int
 from ..layer import Array, Layer, Shape
-from ..validation import Spec
+from ..boundary import Spec
 from ._oned import OneDCache, shape_cl
 from .pool import avg_pool2d, max_pool2d
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from .._checks import shape_tuple
 from ..layer import Array, Layer, Shape, ShapeCache
-from ..validation import Spec
+from ..boundary import Spec
 
 __all__ = ["flatten", "reshape"]
 
