@@ -135,7 +135,7 @@ def fan_out(n: int) -> Layer:
     def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shapes, None]:
         return (shape_tuple(in_shape, where),) * k, None
 
-    def forward(params: None, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Tuple[Array, ...], ShapeCache]:
+    def forward(params: None, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Tuple[Array, ...], Any]:
         return (x,) * k, ShapeCache(x.shape, x.dtype)
 
     def backward(params: None, cache: ShapeCache, dy: Tuple[Array, ...], *, need_dx: bool = True

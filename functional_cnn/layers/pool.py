@@ -143,6 +143,9 @@ def _pool_args(where: str, size: Any, stride: Any) -> Tuple[Tuple[int, int], Tup
 def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
     """Max pooling over ``size`` windows of an NCHW batch.
 
+    ``y[n, c, i, j] = max_{p, q} x[n, c, i*SH + p, j*SW + q]``; backward sends
+    ``dy[n, c, i, j]`` to the window's first maximum (row-major), the rest get 0.
+
     Args:
         size: ``k`` or ``(KH, KW)``, each >= 1.
         stride: ``s`` or ``(SH, SW)``; defaults to ``size``.
@@ -195,7 +198,11 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
 
 
 def avg_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
-    """Average pooling over ``size`` windows of an NCHW batch (same geometry as :func:`max_pool2d`)."""
+    """Average pooling over ``size`` windows of an NCHW batch (same geometry as :func:`max_pool2d`).
+
+    ``y[n, c, i, j] = mean_{p, q} x[n, c, i*SH + p, j*SW + q]``; backward spreads
+    ``dy[n, c, i, j] / (KH*KW)`` over the window.
+    """
     where = "avg_pool2d"
     k, s = _pool_args(where, size, stride)
     kk = k[0] * k[1]
@@ -234,7 +241,7 @@ def avg_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
 
 
 def global_avg_pool2d() -> Layer:
-    """Mean over the spatial axes: ``(N, C, H, W) -> (N, C)``."""
+    """Mean over the spatial axes: ``y[n, c] = mean_{h, w} x[n, c, h, w]``, ``(N, C, H, W) -> (N, C)``."""
     where = "global_avg_pool2d"
 
     def out_shape(in_shape: Shape, arg: str) -> Shape:
