@@ -252,6 +252,7 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
                                                  ("dilation", dil, (1, 1)), ("groups", g, 1),
                                                  ("use_bias", use_bias, True))
                    if v != default})
+
     def out_shape(in_shape: Shape, arg: str) -> Shape:
         _, out_hw, _ = geometry(in_shape, arg)
         return (c_out,) + tuple(out_hw)
@@ -261,7 +262,7 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         return (cache.xp_shape[0], c_out) + tuple(cache.out_hw), dtype
 
     spec = Spec(out_shape, rank=4, layout="(N, C, H, W)", params=Conv2DParams,
-                param_shapes=lambda s: dict(w=(c_out, s[0] // g) + k, b=(c_out,) if use_bias else None),
+                param_shapes=lambda shape: dict(w=(c_out, shape[0] // g) + k, b=(c_out,) if use_bias else None),
                 in_size=(0, "channels", lambda p: p.w.shape[1] * g), cache=Conv2DCache, out_of_cache=out_of_cache)
     return Layer("conv2d", init, forward, backward, cache_bytes=cache_bytes, config=config, spec=spec)
 
