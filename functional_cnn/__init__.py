@@ -7,8 +7,6 @@ from . import initializers, layers, losses, models, optim, reporting, tree
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .datasets import DATASETS, Dataset, DatasetError, DatasetNotFoundError, load_dataset
 from .debug import NonFiniteError, debug
-from .branching import fan_in_concat, fan_in_sum, fan_out, parallel, residual
-from .combinators import serial
 from .gradcheck import GradCheckError, GradCheckReport, check_layer, check_loss
 from .layer import Layer
 from .params import is_state_field, param_field, readonly, state_field, trainable
@@ -21,6 +19,9 @@ from .layers import (
     conv2d,
     dense,
     dropout,
+    fan_in_concat,
+    fan_in_sum,
+    fan_out,
     flatten,
     gelu,
     global_avg_pool2d,
@@ -30,10 +31,13 @@ from .layers import (
     log_softmax,
     max_pool1d,
     max_pool2d,
+    parallel,
     relu,
     reshape,
+    residual,
     sigmoid,
     softmax,
+    serial,
     tanh,
 )
 from .losses import (
@@ -47,6 +51,7 @@ from .losses import (
 from .optim import adagrad, adam, adamw, apply_updates, chain, learning_rate, rmsprop, sgd
 from .train import EpochRecord, EvalResult, StepRecord, evaluate, fingerprint, fit, make_step, predict
 from .summary import summary
+from .boundary import validation, validation_enabled
 from .tree import (
     assert_same_structure,
     tree_cast,
@@ -74,7 +79,7 @@ __all__ = [
     "load_dataset", "Dataset", "DATASETS", "DatasetError", "DatasetNotFoundError",
     "save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError",
     "check_layer", "check_loss", "GradCheckError", "GradCheckReport",
-    "summary",
+    "summary", "validation", "validation_enabled",
     "tree_map", "tree_map_with_path", "tree_leaves", "tree_paths", "tree_flatten", "tree_unflatten",
     "tree_structure", "assert_same_structure", "trainable", "tree_cast",
     "initializers", "layers", "losses", "models", "optim", "reporting", "tree",

@@ -144,12 +144,6 @@ def cotangent(dy: Any, shape: Tuple[int, ...], where: str, arg: str = "dy", *,
     return dy
 
 
-def expect_shape(got: Tuple[int, ...], expected: Tuple[int, ...], where: str, arg: str) -> None:
-    """Raise ``ValueError`` unless ``got == expected``."""
-    if tuple(got) != tuple(expected):
-        raise ValueError(f"{where}: {arg} must have shape {tuple(expected)}, got {tuple(got)}")
-
-
 def check_rng(rng: Any, where: str, *, required: bool) -> Optional[np.random.Generator]:
     """``rng`` must be a ``numpy.random.Generator`` (or ``None`` when not required)."""
     if rng is None:
@@ -181,12 +175,3 @@ def check_cache_type(cache: Any, cls: type, where: str) -> None:
     if not isinstance(cache, cls):
         raise TypeError(f"{where}: cache must be the {cls.__name__} returned by this layer's forward, "
                         f"got {type(cache).__name__}")
-
-
-def same_dtype(x: np.ndarray, w: np.ndarray, where: str) -> None:
-    """Inputs and params must share a dtype: a layer never upcasts silently."""
-    if x.dtype != w.dtype:
-        raise TypeError(
-            f"{where}: x has dtype {x.dtype} but params have dtype {w.dtype}; cast one of them "
-            f"(x.astype(np.{w.dtype}) or functional_cnn.tree.tree_cast(params, np.{x.dtype}))"
-        )

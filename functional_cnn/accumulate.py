@@ -97,7 +97,7 @@ def run_micro_batch(net: Layer, loss: Callable, params: Any, x: np.ndarray, y: A
     if not isinstance(result, tuple) or len(result) != 2:
         raise TypeError(f"{where}: loss must return (value, dpred), got {type(result).__name__}")
     value, dout = result
-    grads, _ = net.backward(params, cache, dout)
+    grads, _ = net.backward(params, cache, dout, need_dx=False)  # nobody reads dx of the input batch
     new = net.update_state(params, cache)
     state = set(state_paths(params))
     state_leaves = [leaf for path, leaf in tree_leaves_with_paths(new) if path in state]

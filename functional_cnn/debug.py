@@ -53,8 +53,10 @@ def _where(path: str, layer: Layer) -> str:
 
 
 def _check_leaf(layer: Layer, path: str) -> Layer:
+    """``layer`` whose math checks its results; its spec (the boundary check) is kept as it is."""
+
     def forward(params: Any, x: Any, *, rng: Any = None, train: bool = False) -> Tuple[Array, Any]:
-        y, cache = layer.forward(params, x, rng=rng, train=train)
+        y, cache = layer.forward_unchecked(params, x, rng=rng, train=train)
         nan, inf = count_nonfinite(y)
         if nan or inf:
             xn, xi = count_nonfinite(x)
@@ -63,9 +65,10 @@ def _check_leaf(layer: Layer, path: str) -> Layer:
                                  path, "forward")
         return y, cache
 
-    def backward(params: Any, cache: Any, dy: Array) -> Tuple[Any, Array]:
-        grads, dx = layer.backward(params, cache, dy)
-        for name, value in [("dx", dx)] + [(f"grad {p or '<leaf>'}", g) for p, g in tree_leaves_with_paths(grads)]:
+    def backward(params: Any, cache: Any, dy: Array, *, need_dx: bool = True) -> Tuple[Any, Any]:
+        grads, dx = layer.backward_unchecked(params, cache, dy, need_dx=need_dx)
+        outputs = [("dx", dx)] if dx is not None else []
+        for name, value in outputs + [(f"grad {p or '<leaf>'}", g) for p, g in tree_leaves_with_paths(grads)]:
             nan, inf = count_nonfinite(value)
             if nan or inf:
                 dn, di = count_nonfinite(dy)

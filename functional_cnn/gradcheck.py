@@ -170,7 +170,7 @@ def check_layer(layer: Layer, rng: np.random.Generator, in_shape: Tuple[int, ...
     expect = (x0.shape[0],) + tuple(out_shape)
     rows.append(GradCheckRow("output shape", f"declared {expect}, actual {tuple(y.shape)}", ok=tuple(y.shape) == expect))
     r = rng.standard_normal(y.shape)
-    grads, dx = layer.backward(p0, cache, r)
+    grads, dx = layer.backward(p0, cache, r, need_dx=True)  # dx is one of the gradients checked
 
     def loss(p: Any, xx: np.ndarray) -> float:
         out, _ = layer.forward(p, xx, rng=fwd_rng(), train=train)

@@ -39,7 +39,7 @@ class Summary:
 
     def __str__(self) -> str:
         head = ("layer", "output shape", "params", "state", f"cache @ batch {self.batch_size}")
-        body = [("  " * r.depth + r.name, str((self.batch_size,) + r.out_shape), f"{r.params:,}",
+        body = [("  " * r.depth + r.name, _batched(self.batch_size, r.out_shape), f"{r.params:,}",
                  f"{r.state:,}" if r.state else "-", _bytes(r.cache_bytes)) for r in self.rows]
         total = ("total", "", f"{self.total_params:,}", f"{self.total_state:,}" if self.total_state else "-",
                  _bytes(self.total_cache_bytes))
@@ -56,6 +56,13 @@ class Summary:
         return summary_html(self)
 
 
+def _batched(batch: int, shape: Tuple[Any, ...]) -> str:
+    """``(batch,) + shape``, or one such shape per branch for a tuple of shapes."""
+    if shape and isinstance(shape[0], tuple):
+        return "(" + ", ".join(str((batch,) + s) for s in shape) + ")"
+    return str((batch,) + shape)
+
+
 def _bytes(n: Any) -> str:
     if n is None:
         return "?"
@@ -70,10 +77,13 @@ def summary(net: Layer, in_shape: Any, batch_size: int = 1, dtype: Any = np.floa
     """Describe ``net`` layer by layer for inputs of ``in_shape`` (batch axis excluded).
 
     Shapes come from each layer's ``init``; cache sizes from ``cache_bytes``; no data
-    is run. Serial children are listed one per row, indented.
+    is run. The children of every combinator are listed one per row, indented under it:
+    ``serial``'s in a chain, ``residual``'s (block, then projection) on the block's input,
+    ``parallel``'s each on its own branch of the input; any other layer with children
+    gives each child the combinator's input.
 
     >>> from functional_cnn.layers import dense, relu
-    >>> from functional_cnn.combinators import serial
+    >>> from functional_cnn.layers import serial
     >>> s = summary(serial(dense(3), relu()), (4,), batch_size=8)
     >>> s.total_params, s.total_cache_bytes
     (15, 224)
@@ -98,6 +108,12 @@ def summary(net: Layer, in_shape: Any, batch_size: int = 1, dtype: Any = np.floa
             inner = shape
             for child in layer.children:
                 inner = visit(child, inner, depth + 1)
+        elif layer.name == "parallel":
+            for child, branch in zip(layer.children, shape):
+                visit(child, tuple(branch), depth + 1)
+        else:  # residual and any other combinator: every child sees the input
+            for child in layer.children:
+                visit(child, shape, depth + 1)
         return out
 
     visit(net, in_shape, 0)

@@ -159,7 +159,7 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
         if not isinstance(result, tuple) or len(result) != 2:
             raise TypeError(f"make_step: loss must return (value, dpred), got {type(result).__name__}")
         value, dout = result
-        grads, _ = net.backward(params, cache, dout)
+        grads, _ = net.backward(params, cache, dout, need_dx=False)  # nobody reads dx of the input batch
         updates, new_state = optimizer.update(grads, opt_state, params)
         new_params = net.update_state(apply_updates(params, updates), cache)
         norms = layer_norms(params, grads, updates) if track_layers else None

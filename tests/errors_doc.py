@@ -21,7 +21,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOC = os.path.join(HERE, "..", "docs", "errors.md")
-MODULES = ("test_fuzz_layers", "test_fuzz_losses", "test_fuzz_optim", "test_fuzz_tree")
+MODULES = ("test_fuzz_layers", "test_fuzz_losses", "test_fuzz_optim", "test_fuzz_tree", "test_validation")
 
 
 @attrs.frozen

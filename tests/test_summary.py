@@ -35,3 +35,28 @@ def test_summary_rejects_bad_arguments():
         fc.summary(LENET, (1, 28, 28), batch_size=0)
     with pytest.raises(ValueError, match=r"serial\[0\] \(conv2d\) -> conv2d: in_shape must be \(C, H, W\)"):
         fc.summary(LENET, (28, 28))
+
+
+def test_summary_descends_into_every_combinator():
+    block = fc.residual(fc.serial(fc.conv2d(2, 3, padding=1), fc.relu()), projection=fc.conv2d(2, 1))
+    net = fc.serial(block, fc.fan_out(2), fc.parallel(fc.conv2d(3, 1), fc.max_pool2d(2)),
+                    fc.parallel(fc.flatten(), fc.flatten()))
+    s = fc.summary(net, (1, 4, 4), batch_size=2)
+    rows = [(r.depth, r.name, r.out_shape) for r in s.rows]
+    assert rows == [
+        (0, "serial", ((48,), (8,))),
+        (1, "residual", (2, 4, 4)),
+        (2, "serial", (2, 4, 4)),  # the block, on the residual's input
+        (3, "conv2d(out_channels=2, kernel_size=3x3, padding=1x1)", (2, 4, 4)),
+        (3, "relu()", (2, 4, 4)),
+        (2, "conv2d(out_channels=2, kernel_size=1x1)", (2, 4, 4)),  # the projection, on the same input
+        (1, "fan_out(n=2)", ((2, 4, 4), (2, 4, 4))),
+        (1, "parallel", ((3, 4, 4), (2, 2, 2))),
+        (2, "conv2d(out_channels=3, kernel_size=1x1)", (3, 4, 4)),  # each branch on its own input
+        (2, "max_pool2d(size=2x2)", (2, 2, 2)),
+        (1, "parallel", ((48,), (8,))),
+        (2, "flatten()", (48,)),
+        (2, "flatten()", (8,)),
+    ]
+    assert s.total_params == (18 + 2) + (2 + 2) + (6 + 3)
+    assert "(2, 3, 4, 4), (2, 2, 2, 2)" in str(s)

@@ -6,8 +6,8 @@ import pytest
 from scipy import signal
 
 import functional_cnn as fc
-from functional_cnn.branching import fan_in_concat, fan_in_sum, fan_out, parallel, residual
-from functional_cnn.layers.conv1d import Conv1DParams, avg_pool1d, conv1d, max_pool1d
+from functional_cnn.layers import fan_in_concat, fan_in_sum, fan_out, parallel, residual
+from functional_cnn.layers import Conv1DParams, avg_pool1d, conv1d, max_pool1d
 from functional_cnn.layers.dropout import dropout
 from functional_cnn.layers.norm import batch_norm, layer_norm
 from functional_cnn.tree import tree_nbytes
@@ -317,8 +317,9 @@ def test_parallel_and_fan_out_count_their_inputs():
         net.init(np.random.default_rng(0), ((4,),))
     with pytest.raises(ValueError, match=r"parallel\[1\] \(dense\) -> dense: x has 5 features"):
         net.forward(p, (np.zeros((1, 4), np.float32), np.zeros((1, 5), np.float32)))
+    _, fan_cache = fan_out(2).forward(None, np.zeros((1, 4)))
     with pytest.raises(ValueError, match=r"fan_out: dy must be a tuple of 2 arrays"):
-        fan_out(2).backward(None, (1, 4), (np.zeros((1, 4)),))
+        fan_out(2).backward(None, fan_cache, (np.zeros((1, 4)),))
     with pytest.raises(ValueError, match="fan_out: n must be an integer >= 1, got 0"):
         fan_out(0)
 

@@ -5,57 +5,60 @@ works in the input's dtype.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import attrs
 import numpy as np
 
-from .._checks import cotangent, float_array, real_number, shape_tuple
-from ..layer import Array, Layer, Shape
+from .._checks import real_number, shape_tuple
+from ..layer import Array, Layer, Shape, ShapeCache
+from ..boundary import Spec
 
 __all__ = ["ActivationCache", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity"]
 
 
 @attrs.frozen(eq=False)
 class ActivationCache:
-    """The array the derivative is computed from (the input or the output, per activation)."""
+    """The array the derivative is computed from (the input, the output or a mask, per activation)."""
 
-    saved: Array
+    saved: Array  # (N, ...) like the input
+    dtype: np.dtype  # the output's
 
 
-def _shape_init(where: str, min_rank: int = 0) -> Callable:
+def _same_shape(in_shape: Shape, arg: str) -> Shape:
+    return tuple(in_shape)
+
+
+def _shape_init(where: str, out_shape: Callable[[Shape, str], Shape] = _same_shape) -> Callable:
     def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
-        in_shape = shape_tuple(in_shape, where)
-        if len(in_shape) < min_rank:
-            raise ValueError(f"{where}: in_shape must have at least {min_rank} axis, got {in_shape}")
-        return in_shape, None
+        return out_shape(shape_tuple(in_shape, where), "in_shape"), None
 
     return init
 
 
 def _elementwise(where: str, fwd: Callable[[Array], Tuple[Array, Array]],
-                 bwd: Callable[[Array, Array], Array], config: dict | None = None, saved_itemsize: int = 0) -> Layer:
+                 bwd: Callable[[Array, Array], Array], config: dict | None = None, saved_itemsize: int = 0,
+                 out_shape: Callable[[Shape, str], Shape] = _same_shape) -> Layer:
     """A Layer from ``fwd(x) -> (y, saved)`` and ``bwd(saved, dy) -> dx``.
 
     ``saved_itemsize`` is the bytes per element of ``saved`` when it is not the input's
-    dtype (1 for a boolean mask).
+    dtype (1 for a boolean mask); ``out_shape`` checks the input's shape (softmax's axis).
     """
 
-    def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, ActivationCache]:
-        x = float_array(x, where, "x")
-        if x.ndim < 1:
-            raise ValueError(f"{where}: x must have a batch axis, got a 0-d array")
+    def forward(params: None, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, ActivationCache]:
         y, saved = fwd(x)
-        return y, ActivationCache(saved)
+        return y, ActivationCache(saved, x.dtype)
 
-    def backward(params: Any, cache: ActivationCache, dy: Array) -> Tuple[None, Array]:
-        dy = cotangent(dy, cache.saved.shape, where)
-        return None, bwd(cache.saved, dy)
+    def backward(params: None, cache: ActivationCache, dy: Array, *, need_dx: bool = True
+                 ) -> Tuple[None, Optional[Array]]:
+        return None, bwd(cache.saved, dy) if need_dx else None
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         return int(np.prod(in_shape)) * (saved_itemsize or itemsize)
 
-    return Layer(where, _shape_init(where), forward, backward, cache_bytes=cache_bytes, config=config or {})
+    spec = Spec(out_shape, cache=ActivationCache, out_of_cache=lambda p, c: (c.saved.shape, c.dtype))
+    return Layer(where, _shape_init(where, out_shape), forward, backward, cache_bytes=cache_bytes,
+                 config=config or {}, spec=spec)
 
 
 def relu() -> Layer:
@@ -158,17 +161,16 @@ def gelu(approximate: bool = False) -> Layer:
 
 
 def identity() -> Layer:
-    """Returns its input unchanged (a view-free pass-through)."""
+    """Returns its input unchanged (a view-free pass-through): ``y = x``, ``dx = dy``."""
 
-    def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Tuple[int, ...]]:
-        x = float_array(x, "identity", "x")
-        return x, tuple(x.shape)
+    def forward(params: None, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, ShapeCache]:
+        return x, ShapeCache(x.shape, x.dtype)
 
-    def backward(params: Any, cache: Tuple[int, ...], dy: Array) -> Tuple[None, Array]:
-        dy = cotangent(dy, cache, "identity")
-        return None, dy
+    def backward(params: None, cache: ShapeCache, dy: Array, *, need_dx: bool = True) -> Tuple[None, Optional[Array]]:
+        return None, dy if need_dx else None
 
-    return Layer("identity", _shape_init("identity"), forward, backward, cache_bytes=lambda s, i: 0)
+    spec = Spec(_same_shape, cache=ShapeCache, out_of_cache=lambda p, c: (c.x_shape, c.dtype))
+    return Layer("identity", _shape_init("identity"), forward, backward, cache_bytes=lambda s, i: 0, spec=spec)
 
 
 def _softmax_layer(where: str, axis: int, log: bool) -> Layer:
@@ -177,33 +179,26 @@ def _softmax_layer(where: str, axis: int, log: bool) -> Layer:
     if axis == 0:
         raise ValueError(f"{where}: axis 0 is the batch axis; use a feature axis such as -1 or 1")
 
-    def check_axis(ndim: int) -> int:
+    def out_shape(in_shape: Shape, arg: str) -> Shape:
+        ndim = len(in_shape) + 1
         if not -ndim <= axis < ndim:
             raise ValueError(f"{where}: axis {axis} is out of range for input rank {ndim}")
-        return axis % ndim
+        return tuple(in_shape)
 
     def fwd(x: Array) -> Tuple[Array, Array]:
-        ax = check_axis(x.ndim)
+        ax = axis % x.ndim
         z = x - x.max(axis=ax, keepdims=True)
         lse = np.log(np.exp(z).sum(axis=ax, keepdims=True))
         logp = z - lse
         return (logp if log else np.exp(logp)), np.exp(logp)
 
     def bwd(p: Array, dy: Array) -> Array:
-        ax = check_axis(p.ndim)
+        ax = axis % p.ndim
         if log:
             return dy - p * dy.sum(axis=ax, keepdims=True)
         return p * (dy - (dy * p).sum(axis=ax, keepdims=True))
 
-    layer = _elementwise(where, fwd, bwd, dict(axis=axis))
-    base_init = layer.init
-
-    def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
-        shape, _ = base_init(rng, in_shape, dtype)
-        check_axis(len(shape) + 1)
-        return shape, None
-
-    return attrs.evolve(layer, init=init)
+    return _elementwise(where, fwd, bwd, dict(axis=axis), out_shape=out_shape)
 
 
 def softmax(axis: int = -1) -> Layer:

@@ -1,14 +1,15 @@
 """``bias``: add a learned array of the full per-example shape (one bias per output position)."""
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import attrs
 import numpy as np
 
-from .._checks import check_params_type, cotangent, float_array, float_dtype, same_dtype, shape_tuple
+from .._checks import float_dtype, shape_tuple
 from ..initializers import get_initializer
-from ..layer import Array, Layer, Shape, param_field
+from ..layer import Array, Layer, Shape, ShapeCache, param_field
+from ..boundary import Spec
 
 __all__ = ["BiasParams", "bias"]
 
@@ -23,6 +24,8 @@ class BiasParams:
 def bias(b_init: Any = "zeros") -> Layer:
     """``y = x + b`` with ``b`` of the per-example shape (seed 002's convolution bias).
 
+    Backward: ``db = sum_n dy``, ``dx = dy``.
+
     >>> bias().init(np.random.default_rng(0), (5, 26, 26))[1].b.shape
     (5, 26, 26)
     """
@@ -34,17 +37,14 @@ def bias(b_init: Any = "zeros") -> Layer:
         size = max(int(np.prod(in_shape)), 1)
         return in_shape, BiasParams(init_fn(rng, in_shape, size, size, float_dtype(dtype, where)))
 
-    def forward(params: BiasParams, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Tuple[int, ...]]:
-        check_params_type(params, BiasParams, where)
-        x = float_array(x, where, "x")
-        same_dtype(x, params.b, where)
-        if x.shape[1:] != params.b.shape:
-            raise ValueError(f"{where}: x must have per-example shape {params.b.shape}, got {x.shape[1:]}")
-        return x + params.b, tuple(x.shape)
+    def forward(params: BiasParams, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, ShapeCache]:
+        return x + params.b, ShapeCache(x.shape, x.dtype)
 
-    def backward(params: BiasParams, cache: Tuple[int, ...], dy: Array) -> Tuple[BiasParams, Array]:
-        check_params_type(params, BiasParams, where)
-        dy = cotangent(dy, cache, where)
-        return BiasParams(dy.sum(axis=0)), dy
+    def backward(params: BiasParams, cache: ShapeCache, dy: Array, *, need_dx: bool = True
+                 ) -> Tuple[BiasParams, Optional[Array]]:
+        return BiasParams(dy.sum(axis=0)), dy if need_dx else None
 
-    return Layer(where, init, forward, backward, cache_bytes=lambda s, i: 0)
+    spec = Spec(lambda s, arg: tuple(s), params=BiasParams, param_shapes=lambda s: dict(b=tuple(s)),
+                in_size=(None, "shape", lambda p: p.b.shape), cache=ShapeCache,
+                out_of_cache=lambda p, c: (c.x_shape, c.dtype))
+    return Layer(where, init, forward, backward, cache_bytes=lambda s, i: 0, spec=spec)

@@ -22,9 +22,10 @@ from typing import Any, Dict, Optional, Tuple
 import attrs
 import numpy as np
 
-from .._checks import cotangent, check_params_type, float_array, same_dtype, float_dtype, int_pair, positive_int, shape_tuple
+from .._checks import float_dtype, int_pair, positive_int, shape_tuple
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
+from ..boundary import Spec
 from ._patches import (_backward_wide, _frozen, _grouped_matmul, _pad, _rows, _scratch, _weight_grad, col2im,
                        im2col)
 
@@ -129,6 +130,8 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
     def geometry(in_shape: Shape, arg: str) -> Tuple[Pad, Tuple[int, int], int]:
         if len(in_shape) != 3:
             raise ValueError(f"{where}: {arg} must be (C, H, W) per example, got {tuple(in_shape)}")
+        if in_shape[0] % g:
+            raise ValueError(f"{where}: input channels (={in_shape[0]}) must be divisible by groups (={g})")
         hw = (in_shape[1], in_shape[2])
         if hw in memo:  # a pure function of (H, W): remembered, it costs nothing per step
             return memo[hw]
@@ -152,10 +155,6 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         dt = float_dtype(dtype, where)
         _, out_hw, _ = geometry(in_shape, "in_shape")
         c_in = in_shape[0]
-        if c_in < 1:
-            raise ValueError(f"{where}: in_shape must have at least one channel, got {in_shape}")
-        if c_in % g:
-            raise ValueError(f"{where}: input channels (={c_in}) must be divisible by groups (={g})")
         fan_in, fan_out = (c_in // g) * k[0] * k[1], (c_out // g) * k[0] * k[1]
         w = w_init_fn(rng, (c_out, c_in // g, k[0], k[1]), fan_in, fan_out, dt)
         b = b_init_fn(rng, (c_out,), fan_in, fan_out, dt) if use_bias else None
@@ -182,15 +181,7 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         return out
 
     def forward(params: Conv2DParams, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Conv2DCache]:
-        check_params_type(params, Conv2DParams, where)
-        x = float_array(x, where, "x", ndim=4, layout="(N, C, H, W)")
         w = params.w
-        same_dtype(x, w, where)
-        if x.shape[1] != w.shape[1] * g:
-            raise ValueError(
-                f"{where}: x has {x.shape[1]} channels (shape {x.shape}), params expect {w.shape[1] * g} "
-                f"(w shape {w.shape}, groups {g})"
-            )
         pads, out_hw, pitch = geometry(x.shape[1:], "x.shape[1:]")
         xp = _pad(x, pads)
         w2 = w.reshape(w.shape[0], -1)
@@ -221,12 +212,11 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
             emit(y_wide, params.b, out_hw, pitch, y[i : i + m])
         return y, Conv2DCache(None, tuple(xp.shape), pads, out_hw, pitch, xp)
 
-    def backward(params: Conv2DParams, cache: Conv2DCache, dy: Array) -> Tuple[Conv2DParams, Array]:
+    def backward(params: Conv2DParams, cache: Conv2DCache, dy: Array, *, need_dx: bool = True
+                 ) -> Tuple[Conv2DParams, Optional[Array]]:
         w = params.w
         n = cache.xp_shape[0]
         oh, ow = cache.out_hw
-        expected = (n, w.shape[0], oh, ow)
-        dy = cotangent(dy, expected, where, dtype=w.dtype)
         cols = cache.cols if cache.cols is not None else im2col(cache.xp, k, s, dil, cache.out_hw, cache.pitch)
         c_o = w.shape[0]
         w2 = w.reshape(c_o, -1)
@@ -235,7 +225,11 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
             dy2 = np.ascontiguousarray(dy).reshape(n * c_o, oh * ow)
             db = np.dot(dy2, np.ones(oh * ow, dtype=dy2.dtype)).reshape(n, c_o).sum(axis=0)
         hp, wp = cache.xp_shape[2:]
-        if s == (1, 1) and cache.pitch == wp:
+        wide = s == (1, 1) and cache.pitch == wp
+        if not need_dx:  # the weight gradient alone: no patch gradient, no col2im
+            dw2 = _weight_grad(_wide_dy(dy, cache) if wide else dy.reshape(n, c_o, oh * ow), cols, g)
+            return Conv2DParams(_frozen(np.ascontiguousarray(dw2).reshape(w.shape)), _frozen(db)), None
+        if wide:
             dw2, dxp = _backward_wide(w2, cols, dy, cache, k, dil, g, BACKWARD_CHUNK_BYTES)
         else:
             dyw = np.ascontiguousarray(dy).reshape(n, c_o, oh * ow)
@@ -258,4 +252,28 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
                                                  ("dilation", dil, (1, 1)), ("groups", g, 1),
                                                  ("use_bias", use_bias, True))
                    if v != default})
-    return Layer("conv2d", init, forward, backward, cache_bytes=cache_bytes, config=config)
+
+    def out_shape(in_shape: Shape, arg: str) -> Shape:
+        _, out_hw, _ = geometry(in_shape, arg)
+        return (c_out,) + tuple(out_hw)
+
+    def out_of_cache(params: Conv2DParams, cache: Conv2DCache) -> Tuple[Shape, np.dtype]:
+        dtype = (cache.cols if cache.cols is not None else cache.xp).dtype
+        return (cache.xp_shape[0], c_out) + tuple(cache.out_hw), dtype
+
+    spec = Spec(out_shape, rank=4, layout="(N, C, H, W)", params=Conv2DParams,
+                param_shapes=lambda shape: dict(w=(c_out, shape[0] // g) + k, b=(c_out,) if use_bias else None),
+                in_size=(0, "channels", lambda p: p.w.shape[1] * g), cache=Conv2DCache, out_of_cache=out_of_cache)
+    return Layer("conv2d", init, forward, backward, cache_bytes=cache_bytes, config=config, spec=spec)
+
+
+def _wide_dy(dy: Array, cache: Conv2DCache) -> Array:
+    """``dy`` on wide rows, ``(N, C_out, L)`` of pitch ``Wp`` (zeros off the output), laid out as
+    :func:`_backward_wide` lays it out, so that the weight gradient comes out bit for bit the same."""
+    n, _, hp, wp = cache.xp_shape
+    c_o, (oh, ow), hw, it = dy.shape[1], cache.out_hw, hp * wp, dy.itemsize
+    dyt = _scratch("dyt", (c_o, n, hw), dy.dtype, zero=True)
+    np.copyto(np.ndarray((c_o, n, oh, ow), dy.dtype, dyt, 0, (n * hw * it, hw * it, wp * it, it)),
+              dy.transpose(1, 0, 2, 3))
+    length = (oh - 1) * wp + ow
+    return dyt.transpose(1, 0, 2)[:, :, :length]

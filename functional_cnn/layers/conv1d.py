@@ -1,29 +1,26 @@
-"""1-D convolution and pooling over ``(N, C, L)`` batches, as thin wrappers of the 2-D layers.
-
-Each wrapper views ``(N, C, L)`` as ``(N, C, 1, L)`` and delegates to ``conv2d``,
-``max_pool2d`` or ``avg_pool2d`` with a ``(1, K)`` window, so the numerics (im2col and
-one matmul; first-maximum gradient routing) are exactly those of the 2-D layers.
-Hyperparameters and shapes are validated here, so errors speak in 1-D terms.
+"""1-D convolution over ``(N, C, L)`` batches, as a thin wrapper of ``conv2d``.
 
 ``y[n, o, i] = b[o] + sum_{c, k} w[o, c, k] * xpad[n, c, i*stride + k*dilation]``
+
+The wrapper views ``(N, C, L)`` as ``(N, C, 1, L)`` and runs ``conv2d``'s math with a
+``(1, K)`` kernel, so the numerics (im2col and one matmul) are exactly the 2-D layer's.
+Hyperparameters and shapes are declared here, so errors speak in 1-D terms.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import attrs
 import numpy as np
 
-from .._checks import (
-    check_cache_type, check_params_type, check_rng, cotangent, float_array, float_dtype, positive_int, same_dtype,
-    shape_tuple,
-)
+from .._checks import check_rng, float_dtype, positive_int
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
+from ..boundary import Spec
+from ._oned import OneDCache, shape_cl
 from .conv import Conv2DParams, conv2d, conv_output_size
-from .pool import avg_pool2d, max_pool2d
 
-__all__ = ["Conv1DParams", "OneDCache", "conv1d", "max_pool1d", "avg_pool1d"]
+__all__ = ["Conv1DParams", "OneDCache", "conv1d"]
 
 
 @attrs.frozen(eq=False)
@@ -32,32 +29,6 @@ class Conv1DParams:
 
     w: Array = param_field()  # (C_out, C_in / groups, K)
     b: Optional[Array] = param_field(default=None)  # (C_out,) or None when use_bias=False
-
-
-@attrs.frozen(eq=False)
-class OneDCache:
-    """Cache of the 1-D layers: the 2-D layer's cache and the 1-D shapes, so errors speak in 1-D terms."""
-
-    inner: Any  # the cache of the wrapped conv2d / pooling layer
-    x_shape: Tuple[int, ...]  # (N, C, L)
-    y_shape: Tuple[int, ...]  # (N, C_out, OL)
-
-
-def _inner_call(where: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    """Call the wrapped 2-D layer; an error it raises (not foreseen here) gets ``where`` prefixed."""
-    try:
-        return fn(*args, **kwargs)
-    except (ValueError, TypeError) as err:
-        if type(err) not in (ValueError, TypeError):
-            raise
-        raise type(err)(f"{where}: {err}") from err
-
-
-def _backward_1d(where: str, inner: Layer, params: Any, cache: Any, dy: Any) -> Tuple[Any, Array]:
-    check_cache_type(cache, OneDCache, where)
-    dy = cotangent(dy, cache.y_shape, where)
-    grads, dx = _inner_call(where, inner.backward, params, cache.inner, dy[:, :, None, :])
-    return grads, dx.reshape(cache.x_shape)
 
 
 def _padding_1d(padding: Any, where: str) -> Any:
@@ -75,17 +46,6 @@ def _pads_1d(padding: Any, length: int, k: int, s: int, d: int) -> Tuple[int, in
         total = max((-(-length // s) - 1) * s + d * (k - 1) + 1 - length, 0)
         return total // 2, total - total // 2
     return padding, padding
-
-
-def _rank3(where: str, x: Any) -> Array:
-    return float_array(x, where, "x", ndim=3, layout="(N, C, L)")
-
-
-def _shape_cl(where: str, in_shape: Any, arg: str = "in_shape") -> Shape:
-    in_shape = shape_tuple(in_shape, where, arg)
-    if len(in_shape) != 2:
-        raise ValueError(f"{where}: {arg} must be (C, L) per example, got {in_shape}")
-    return in_shape
 
 
 def conv1d(out_channels: int, kernel_size: int, *, stride: int = 1, padding: Any = 0, dilation: int = 1,
@@ -123,9 +83,9 @@ def conv1d(out_channels: int, kernel_size: int, *, stride: int = 1, padding: Any
     inner = conv2d(c_out, (1, k), stride=(1, s), padding=pad if isinstance(pad, str) else (0, pad),
                    dilation=(1, d), groups=g, use_bias=use_bias, w_init=w_init, b_init=b_init)
 
-    def check_shape(in_shape: Shape, arg: str) -> Shape:
+    def out_shape(in_shape: Shape, arg: str) -> Shape:
         c, length = in_shape
-        if c < 1 or c % g:
+        if c % g:
             raise ValueError(f"{where}: input channels (={c}) must be a positive multiple of groups (={g})")
         pads = _pads_1d(pad, length, k, s, d)
         ol = conv_output_size(length, k, s, d, pads)
@@ -135,99 +95,35 @@ def conv1d(out_channels: int, kernel_size: int, *, stride: int = 1, padding: Any
         return c_out, ol
 
     def init(rng: np.random.Generator, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, Conv1DParams]:
-        in_shape = _shape_cl(where, in_shape)
+        in_shape = shape_cl(where, in_shape)
         float_dtype(dtype, where)
         check_rng(rng, where, required=False)
-        out = check_shape(in_shape, "in_shape")
-        _, p = _inner_call(where, inner.init, rng, (in_shape[0], 1, in_shape[1]), dtype)
+        out = out_shape(in_shape, "in_shape")
+        _, p = inner.init(rng, (in_shape[0], 1, in_shape[1]), dtype)
         return out, Conv1DParams(p.w.reshape(p.w.shape[0], p.w.shape[1], k), p.b)
 
-    def forward(params: Conv1DParams, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Any]:
-        check_params_type(params, Conv1DParams, where)
-        x = _rank3(where, x)
-        _check_param_shapes(params)
-        same_dtype(x, params.w, where)
-        if x.shape[1] != params.w.shape[1] * g:
-            raise ValueError(f"{where}: x has {x.shape[1]} channels (shape {x.shape}), params expect "
-                             f"{params.w.shape[1] * g} (w shape {params.w.shape}, groups {g})")
-        _, ol = check_shape(x.shape[1:], "x.shape[1:]")
-        w4 = params.w.reshape(params.w.shape[:2] + (1, k))
-        y, cache = _inner_call(where, inner.forward, Conv2DParams(w4, params.b), x[:, :, None, :], rng=rng, train=train)
-        y_shape = (x.shape[0], params.w.shape[0], ol)
-        return y.reshape(y_shape), OneDCache(cache, tuple(x.shape), y_shape)
+    def as_2d(params: Conv1DParams) -> Conv2DParams:
+        return Conv2DParams(params.w[:, :, None, :], params.b)
 
-    def _check_param_shapes(params: Conv1DParams) -> None:
-        w, b = params.w, params.b
-        if w.ndim != 3 or w.shape[0] != c_out or w.shape[2] != k:
-            raise ValueError(f"{where}: params.w must have shape ({c_out}, C_in / groups, {k}), got {w.shape}")
-        if (b is None) == use_bias or (b is not None and b.shape != (c_out,)):
-            want = f"shape ({c_out},)" if use_bias else "None (use_bias=False)"
-            raise ValueError(f"{where}: params.b must be {want}, got {None if b is None else b.shape}")
-        if b is not None and b.dtype != w.dtype:
-            raise TypeError(f"{where}: params.b has dtype {b.dtype} but params.w has {w.dtype}")
+    def forward(params: Conv1DParams, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, OneDCache]:
+        y, cache = inner.forward_unchecked(as_2d(params), x[:, :, None, :], rng=rng, train=train)
+        y = y.reshape(y.shape[:2] + y.shape[3:])
+        return y, OneDCache(cache, x.shape, y.shape, x.dtype)
 
-    def backward(params: Conv1DParams, cache: Any, dy: Array) -> Tuple[Conv1DParams, Array]:
-        check_params_type(params, Conv1DParams, where)
-        w4 = params.w.reshape(params.w.shape[:2] + (1, k))
-        grads, dx = _backward_1d(where, inner, Conv2DParams(w4, params.b), cache, dy)
-        return Conv1DParams(grads.w.reshape(params.w.shape), grads.b), dx
+    def backward(params: Conv1DParams, cache: OneDCache, dy: Array, *, need_dx: bool = True
+                 ) -> Tuple[Conv1DParams, Optional[Array]]:
+        grads, dx = inner.backward_unchecked(as_2d(params), cache.inner, dy[:, :, None, :], need_dx=need_dx)
+        return Conv1DParams(grads.w[:, :, 0, :], grads.b), None if dx is None else dx.reshape(cache.x_shape)
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         c, length = in_shape
         return inner.cache_bytes((c, 1, length), itemsize)
 
+    spec = Spec(out_shape, rank=3, layout="(N, C, L)", params=Conv1DParams,
+                param_shapes=lambda sh: dict(w=(c_out, sh[0] // g, k), b=(c_out,) if use_bias else None),
+                in_size=(0, "channels", lambda p: p.w.shape[1] * g), cache=OneDCache,
+                out_of_cache=lambda p, c: (c.y_shape, c.dtype))
     config = dict(out_channels=c_out, kernel_size=k)
     config.update({key: v for key, v, default in (("stride", s, 1), ("padding", pad, 0), ("dilation", d, 1),
                                                  ("groups", g, 1), ("use_bias", use_bias, True)) if v != default})
-    return Layer(where, init, forward, backward, cache_bytes=cache_bytes, config=config)
-
-
-def _pool1d(where: str, make: Callable[..., Layer], size: int, stride: Optional[int]) -> Layer:
-    k = positive_int(size, where, "size")
-    s = k if stride is None else positive_int(stride, where, "stride")
-    inner = make((1, k), (1, s))
-
-    def out_len(in_shape: Shape, arg: str) -> Shape:
-        c, length = in_shape
-        if length < k:
-            raise ValueError(f"{where}: window {k} is longer than the input length {length} ({arg} {tuple(in_shape)})")
-        return c, (length - k) // s + 1
-
-    def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
-        return out_len(_shape_cl(where, in_shape), "in_shape"), None
-
-    def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Any]:
-        x = _rank3(where, x)
-        c, ol = out_len(x.shape[1:], "x.shape[1:]")
-        y, cache = _inner_call(where, inner.forward, None, x[:, :, None, :], rng=rng, train=train)
-        y_shape = (x.shape[0], c, ol)
-        return y.reshape(y_shape), OneDCache(cache, tuple(x.shape), y_shape)
-
-    def backward(params: Any, cache: Any, dy: Array) -> Tuple[None, Array]:
-        _, dx = _backward_1d(where, inner, None, cache, dy)
-        return None, dx
-
-    def cache_bytes(in_shape: Shape, itemsize: int) -> int:
-        c, length = in_shape
-        return inner.cache_bytes((c, 1, length), itemsize)
-
-    return Layer(where, init, forward, backward, cache_bytes=cache_bytes,
-                 config=dict(size=k, **({} if s == k else {"stride": s})))
-
-
-def max_pool1d(size: int, stride: Optional[int] = None) -> Layer:
-    """Max pooling over windows of ``size`` along ``L`` of ``(N, C, L)`` batches.
-
-    Args:
-        size: window length ``K >= 1``.
-        stride: step ``>= 1``; defaults to ``size``. Incomplete windows at the end are dropped.
-
-    Returns:
-        A Layer mapping ``(N, C, L)`` to ``(N, C, (L - K) // stride + 1)``; no params.
-    """
-    return _pool1d("max_pool1d", max_pool2d, size, stride)
-
-
-def avg_pool1d(size: int, stride: Optional[int] = None) -> Layer:
-    """Average pooling along ``L`` of ``(N, C, L)`` batches (geometry as :func:`max_pool1d`)."""
-    return _pool1d("avg_pool1d", avg_pool2d, size, stride)
+    return Layer(where, init, forward, backward, cache_bytes=cache_bytes, config=config, spec=spec)

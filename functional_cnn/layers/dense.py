@@ -6,9 +6,10 @@ from typing import Any, Optional, Tuple
 import attrs
 import numpy as np
 
-from .._checks import cotangent, check_params_type, float_array, float_dtype, positive_int, same_dtype, shape_tuple
+from .._checks import float_dtype, positive_int, shape_tuple
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
+from ..boundary import Spec
 
 __all__ = ["DenseParams", "DenseCache", "dense"]
 
@@ -28,8 +29,15 @@ class DenseCache:
     x: Array  # (N, F_in)
 
 
+def _frozen(a: Array) -> Array:
+    a.flags.writeable = False  # a fresh array: the record takes it without a copy
+    return a
+
+
 def dense(out_features: int, use_bias: bool = True, *, w_init: Any = "he_normal", b_init: Any = "zeros") -> Layer:
     """Fully connected layer.
+
+    ``y = x @ w + b``; backward: ``dw = x.T @ dy``, ``db = sum_n dy``, ``dx = dy @ w.T``.
 
     Args:
         out_features: ``F_out``.
@@ -48,46 +56,37 @@ def dense(out_features: int, use_bias: bool = True, *, w_init: Any = "he_normal"
     w_init_fn = get_initializer(w_init, where, "w_init")
     b_init_fn = get_initializer(b_init, where, "b_init")
 
+    def out_shape(in_shape: Shape, arg: str) -> Shape:
+        if len(in_shape) != 1:
+            raise ValueError(f"{where}: {arg} must be (F_in,), got {tuple(in_shape)}; put flatten() before dense "
+                             f"for image inputs")
+        return (f_out,)
+
     def init(rng: np.random.Generator, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, DenseParams]:
-        in_shape = shape_tuple(in_shape, where)
-        dt = float_dtype(dtype, where)
-        if len(in_shape) != 1 or in_shape[0] < 1:
-            raise ValueError(
-                f"{where}: in_shape must be (F_in,) with F_in >= 1, got {in_shape}; put flatten() before dense "
-                f"for image inputs"
-            )
+        in_shape, dt = shape_tuple(in_shape, where), float_dtype(dtype, where)
+        out = out_shape(in_shape, "in_shape")
         f_in = in_shape[0]
         w = w_init_fn(rng, (f_in, f_out), f_in, f_out, dt)
         b = b_init_fn(rng, (f_out,), f_in, f_out, dt) if use_bias else None
-        return (f_out,), DenseParams(w, b)
+        return out, DenseParams(w, b)
 
     def forward(params: DenseParams, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, DenseCache]:
-        check_params_type(params, DenseParams, where)
-        x = float_array(x, where, "x", ndim=2, layout="(N, F_in); put flatten() before dense for images")
-        same_dtype(x, params.w, where)
-        if x.shape[1] != params.w.shape[0]:
-            raise ValueError(
-                f"{where}: x has {x.shape[1]} features (shape {x.shape}), params expect {params.w.shape[0]} "
-                f"(w shape {params.w.shape})"
-            )
         y = np.dot(x, params.w)  # np.dot: BLAS for every 2-D shape (matmul is 5x slower when K == 1)
         if params.b is not None:
             y += params.b
         return y, DenseCache(x)
 
-    def backward(params: DenseParams, cache: DenseCache, dy: Array) -> Tuple[DenseParams, Array]:
-        expected = (cache.x.shape[0], params.w.shape[1])
-        dy = cotangent(dy, expected, where, dtype=params.w.dtype)
-        dw = np.dot(cache.x.T, dy)
-        dw.flags.writeable = False  # fresh arrays: the record takes them without a copy
-        db = None
-        if params.b is not None:
-            db = dy.sum(axis=0)
-            db.flags.writeable = False
-        return DenseParams(dw, db), np.dot(dy, params.w.T)
+    def backward(params: DenseParams, cache: DenseCache, dy: Array, *, need_dx: bool = True
+                 ) -> Tuple[DenseParams, Optional[Array]]:
+        dw = _frozen(np.dot(cache.x.T, dy))
+        db = None if params.b is None else _frozen(dy.sum(axis=0))
+        return DenseParams(dw, db), np.dot(dy, params.w.T) if need_dx else None
 
-    def cache_bytes(in_shape: Shape, itemsize: int) -> int:
-        return int(np.prod(in_shape)) * itemsize
-
-    return Layer("dense", init, forward, backward, cache_bytes=cache_bytes,
-                 config=dict(out_features=f_out, **({} if use_bias else {"use_bias": False})))
+    spec = Spec(
+        out_shape, rank=2, layout="(N, F_in); put flatten() before dense for images",
+        params=DenseParams, param_shapes=lambda s: dict(w=(s[0], f_out), b=(f_out,) if use_bias else None),
+        in_size=(0, "features", lambda p: p.w.shape[0]),
+        cache=DenseCache, out_of_cache=lambda p, c: ((c.x.shape[0], f_out), c.x.dtype),
+    )
+    return Layer(where, init, forward, backward, cache_bytes=lambda in_shape, itemsize: in_shape[0] * itemsize,
+                 config=dict(out_features=f_out, **({} if use_bias else {"use_bias": False})), spec=spec)

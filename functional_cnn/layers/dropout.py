@@ -12,8 +12,9 @@ from typing import Any, Optional, Tuple
 import attrs
 import numpy as np
 
-from .._checks import check_cache_type, check_rng, cotangent, float_array, real_number, shape_tuple
+from .._checks import check_rng, real_number, shape_tuple
 from ..layer import Array, Layer, Shape
+from ..boundary import Spec
 
 __all__ = ["DropoutCache", "dropout"]
 
@@ -25,6 +26,7 @@ class DropoutCache:
     mask: Optional[Array]  # (N, ...) bool, True where kept; None when nothing was dropped
     scale: float  # 1 / (1 - drop_rate) in training, 1.0 otherwise
     x_shape: Tuple[int, ...]
+    dtype: np.dtype  # the input's (and the output's)
 
 
 def dropout(drop_rate: float) -> Layer:
@@ -52,27 +54,20 @@ def dropout(drop_rate: float) -> Layer:
     def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
         return shape_tuple(in_shape, where), None
 
-    def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, DropoutCache]:
-        x = float_array(x, where, "x")
-        if x.ndim < 1:
-            raise ValueError(f"{where}: x must have a batch axis, got a 0-d array")
-        if not train:
-            check_rng(rng, where, required=False)
-            return x, DropoutCache(None, 1.0, tuple(x.shape))
-        check_rng(rng, where, required=True)
-        if p == 0.0:
-            return x, DropoutCache(None, 1.0, tuple(x.shape))
+    def forward(params: None, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, DropoutCache]:
+        check_rng(rng, where, required=train)  # the rng is checked where it is used
+        if not train or p == 0.0:
+            return x, DropoutCache(None, 1.0, x.shape, x.dtype)
         mask = rng.random(x.shape, dtype=np.float32) >= np.float32(p)
         scale = 1.0 / (1.0 - p)
         y = x * mask
         y *= x.dtype.type(scale)
-        return y, DropoutCache(mask, scale, tuple(x.shape))
+        return y, DropoutCache(mask, scale, x.shape, x.dtype)
 
-    def backward(params: Any, cache: DropoutCache, dy: Array) -> Tuple[None, Array]:
-        check_cache_type(cache, DropoutCache, where)
-        dy = cotangent(dy, cache.x_shape, where)
-        if cache.mask is None:
-            return None, dy
+    def backward(params: None, cache: DropoutCache, dy: Array, *, need_dx: bool = True
+                 ) -> Tuple[None, Optional[Array]]:
+        if not need_dx or cache.mask is None:
+            return None, dy if need_dx else None
         dx = dy * cache.mask
         dx *= dx.dtype.type(cache.scale)
         return None, dx
@@ -80,4 +75,5 @@ def dropout(drop_rate: float) -> Layer:
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         return 0 if p == 0.0 else int(np.prod(in_shape))
 
-    return Layer(where, init, forward, backward, cache_bytes=cache_bytes, config=dict(drop_rate=p))
+    spec = Spec(lambda s, arg: tuple(s), cache=DropoutCache, out_of_cache=lambda p_, c: (c.x_shape, c.dtype))
+    return Layer(where, init, forward, backward, cache_bytes=cache_bytes, config=dict(drop_rate=p), spec=spec)

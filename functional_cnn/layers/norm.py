@@ -18,10 +18,9 @@ from typing import Any, Optional, Tuple
 import attrs
 import numpy as np
 
-from .._checks import (
-    check_cache_type, check_params_type, cotangent, float_array, float_dtype, real_number, same_dtype, shape_tuple,
-)
+from .._checks import check_params_type, float_dtype, real_number, shape_tuple
 from ..layer import Array, Layer, Shape, param_field, state_field
+from ..boundary import Spec
 
 __all__ = ["BatchNormParams", "BatchNormCache", "batch_norm", "LayerNormParams", "LayerNormCache", "layer_norm"]
 
@@ -94,33 +93,20 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     mom = real_number(momentum, where, "momentum", low=0.0, high=1.0, high_open=True)
     eps_v = real_number(eps, where, "eps", low=0.0, low_open=True)
 
+    def out_shape(in_shape: Shape, arg: str) -> Shape:
+        if len(in_shape) not in (1, 2, 3):
+            raise ValueError(f"{where}: {arg} must be (F,), (C, L) or (C, H, W), got {tuple(in_shape)}")
+        return tuple(in_shape)
+
     def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, BatchNormParams]:
-        in_shape = shape_tuple(in_shape, where)
+        in_shape = out_shape(shape_tuple(in_shape, where), "in_shape")
         dt = float_dtype(dtype, where)
-        if len(in_shape) not in (1, 2, 3) or in_shape[0] < 1:
-            raise ValueError(f"{where}: in_shape must be (F,), (C, L) or (C, H, W) with F, C >= 1, got {in_shape}")
         c = in_shape[0]
         return in_shape, BatchNormParams(np.ones(c, dt), np.zeros(c, dt), np.zeros(c, dt), np.ones(c, dt))
 
     def forward(params: BatchNormParams, x: Array, *, rng: Any = None, train: bool = False
                 ) -> Tuple[Array, BatchNormCache]:
-        check_params_type(params, BatchNormParams, where)
-        x = float_array(x, where, "x", ndim=(2, 3, 4), layout="(N, F), (N, C, L) or (N, C, H, W)")
-        same_dtype(x, params.gamma, where)
         c = params.gamma.shape[0]
-        if x.shape[1] != c:
-            raise ValueError(f"{where}: x has {x.shape[1]} channels (shape {x.shape}), params expect {c} "
-                             f"(gamma shape {params.gamma.shape})")
-        if params.mean is None or params.var is None:
-            raise ValueError(f"{where}: params.mean and params.var (running statistics) must be arrays of "
-                             f"shape ({c},), got None; build params with layer.init")
-        for name in ("gamma", "beta", "mean", "var"):
-            a = getattr(params, name)
-            if a.shape != (c,):
-                raise ValueError(f"{where}: params.{name} must have shape ({c},) like params.gamma, got {a.shape}")
-            if a.dtype != x.dtype:
-                raise TypeError(f"{where}: params.{name} must have dtype {x.dtype} like x and params.gamma, "
-                                f"got {a.dtype}")
         if not train and (params.var < 0).any():
             raise ValueError(f"{where}: params.var (running variance) must be >= 0, got {params.var.min()}")
         axes = (0,) + tuple(range(2, x.ndim))
@@ -146,15 +132,15 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
         y = xhat * params.gamma.reshape(bs) + params.beta.reshape(bs)
         return y, BatchNormCache(xhat, inv_std, bool(train), new_mean, new_var)
 
-    def backward(params: BatchNormParams, cache: BatchNormCache, dy: Array) -> Tuple[BatchNormParams, Array]:
-        check_params_type(params, BatchNormParams, where)
-        check_cache_type(cache, BatchNormCache, where)
+    def backward(params: BatchNormParams, cache: BatchNormCache, dy: Array, *, need_dx: bool = True
+                 ) -> Tuple[BatchNormParams, Optional[Array]]:
         xhat = cache.xhat
-        dy = cotangent(dy, xhat.shape, where)
         axes = (0,) + tuple(range(2, xhat.ndim))
         bs = _bshape(xhat)
         dbeta = dy.sum(axis=axes)
         dgamma = (dy * xhat).sum(axis=axes)
+        if not need_dx:
+            return BatchNormParams(dgamma, dbeta, None, None), None
         scale = (params.gamma * cache.inv_std).reshape(bs)
         if cache.train:
             # The batch mean and variance depend on x: subtract their share of the gradient.
@@ -176,8 +162,12 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         return int(np.prod(in_shape)) * itemsize
 
+    spec = Spec(out_shape, rank=(2, 3, 4), layout="(N, F), (N, C, L) or (N, C, H, W)", params=BatchNormParams,
+                param_shapes=lambda s: dict(gamma=s[:1], beta=s[:1], mean=s[:1], var=s[:1]),
+                in_size=(0, "channels", lambda p: p.gamma.shape[0]), cache=BatchNormCache,
+                out_of_cache=lambda p, c: (c.xhat.shape, c.xhat.dtype))
     return Layer(where, init, forward, backward, update_state=update_state, cache_bytes=cache_bytes,
-                 config=dict(momentum=mom, eps=eps_v))
+                 config=dict(momentum=mom, eps=eps_v), spec=spec)
 
 
 @attrs.frozen(eq=False)
@@ -214,27 +204,18 @@ def layer_norm(eps: float = 1e-5) -> Layer:
     where = "layer_norm"
     eps_v = real_number(eps, where, "eps", low=0.0, low_open=True)
 
+    def out_shape(in_shape: Shape, arg: str) -> Shape:
+        if len(in_shape) < 1:
+            raise ValueError(f"{where}: {arg} must have at least one axis, got {tuple(in_shape)}")
+        return tuple(in_shape)
+
     def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, LayerNormParams]:
-        in_shape = shape_tuple(in_shape, where)
+        in_shape = out_shape(shape_tuple(in_shape, where), "in_shape")
         dt = float_dtype(dtype, where)
-        if len(in_shape) < 1 or int(np.prod(in_shape)) < 1:
-            raise ValueError(f"{where}: in_shape must have at least one axis and one value, got {in_shape}")
         return in_shape, LayerNormParams(np.ones(in_shape, dt), np.zeros(in_shape, dt))
 
     def forward(params: LayerNormParams, x: Array, *, rng: Any = None, train: bool = False
                 ) -> Tuple[Array, LayerNormCache]:
-        check_params_type(params, LayerNormParams, where)
-        x = float_array(x, where, "x")
-        same_dtype(x, params.gamma, where)
-        if x.ndim < 2 or x.shape[1:] != params.gamma.shape:
-            raise ValueError(f"{where}: x must have shape (N,) + {params.gamma.shape} (the params' per-example "
-                             f"shape), got {x.shape}")
-        if params.beta.shape != params.gamma.shape:
-            raise ValueError(f"{where}: params.beta must have shape {params.gamma.shape} like params.gamma, "
-                             f"got {params.beta.shape}")
-        if params.beta.dtype != params.gamma.dtype:
-            raise TypeError(f"{where}: params.beta must have dtype {params.gamma.dtype} like params.gamma, "
-                            f"got {params.beta.dtype}")
         axes = tuple(range(1, x.ndim))
         bs = (-1,) + (1,) * (x.ndim - 1)
         xc = x - x.mean(axis=axes).reshape(bs)
@@ -243,15 +224,15 @@ def layer_norm(eps: float = 1e-5) -> Layer:
         xhat *= inv_std.reshape(bs)
         return xhat * params.gamma + params.beta, LayerNormCache(xhat, inv_std)
 
-    def backward(params: LayerNormParams, cache: LayerNormCache, dy: Array) -> Tuple[LayerNormParams, Array]:
-        check_params_type(params, LayerNormParams, where)
-        check_cache_type(cache, LayerNormCache, where)
+    def backward(params: LayerNormParams, cache: LayerNormCache, dy: Array, *, need_dx: bool = True
+                 ) -> Tuple[LayerNormParams, Optional[Array]]:
         xhat = cache.xhat
-        dy = cotangent(dy, xhat.shape, where)
         axes = tuple(range(1, xhat.ndim))
         bs = (-1,) + (1,) * (xhat.ndim - 1)
         dgamma = (dy * xhat).sum(axis=0)
         dbeta = dy.sum(axis=0)
+        if not need_dx:
+            return LayerNormParams(dgamma, dbeta), None
         g = dy * params.gamma  # gradient with respect to xhat
         inv_d = xhat.dtype.type(1.0 / params.gamma.size)
         dx = g - (g.sum(axis=axes).reshape(bs) + xhat * (g * xhat).sum(axis=axes).reshape(bs)) * inv_d
@@ -261,4 +242,7 @@ def layer_norm(eps: float = 1e-5) -> Layer:
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         return (int(np.prod(in_shape)) + 1) * itemsize
 
-    return Layer(where, init, forward, backward, cache_bytes=cache_bytes, config=dict(eps=eps_v))
+    spec = Spec(out_shape, params=LayerNormParams, param_shapes=lambda s: dict(gamma=tuple(s), beta=tuple(s)),
+                in_size=(None, "shape", lambda p: p.gamma.shape), cache=LayerNormCache,
+                out_of_cache=lambda p, c: (c.xhat.shape, c.xhat.dtype))
+    return Layer(where, init, forward, backward, cache_bytes=cache_bytes, config=dict(eps=eps_v), spec=spec)

@@ -12,8 +12,9 @@ from typing import Any, Optional, Sequence, Tuple
 import attrs
 import numpy as np
 
-from .._checks import cotangent, float_array, int_pair, shape_tuple
+from .._checks import int_pair, shape_tuple
 from ..layer import Array, Layer, Shape
+from ..boundary import Spec
 
 __all__ = ["MaxPoolCache", "AvgPoolCache", "max_pool2d", "avg_pool2d", "global_avg_pool2d"]
 
@@ -24,13 +25,15 @@ class MaxPoolCache:
 
     argmax: Array  # (N, C, OH, OW), values in [0, KH*KW)
     x_shape: Tuple[int, ...]
+    dtype: np.dtype  # the input's (and the output's)
 
 
 @attrs.frozen(eq=False)
 class AvgPoolCache:
-    """Only the input's shape: the average's gradient needs nothing else."""
+    """Only the input's shape and dtype: the average's gradient needs nothing else."""
 
     x_shape: Tuple[int, ...]
+    dtype: np.dtype
 
 
 def _out_hw(where: str, arg: str, in_shape: Shape, k: Tuple[int, int], s: Tuple[int, int]) -> Tuple[int, int]:
@@ -116,10 +119,19 @@ def _pool_init(where: str, k: Tuple[int, int], s: Tuple[int, int]) -> Any:
 
     def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
         in_shape = shape_tuple(in_shape, where)
-        oh, ow = _out_hw(where, "in_shape", in_shape, k, s)
-        return (in_shape[0], oh, ow), None
+        return (in_shape[0],) + _out_hw(where, "in_shape", in_shape, k, s), None
 
     return init
+
+
+def _pool_spec(where: str, k: Tuple[int, int], s: Tuple[int, int], cache: type) -> Spec:
+    """What the 2-D poolings accept: ``(N, C, H, W)`` with windows that fit; no params."""
+
+    def out_of_cache(params: None, c: Any) -> Tuple[Shape, np.dtype]:
+        return c.x_shape[:2] + _out_hw(where, "x.shape[1:]", c.x_shape[1:], k, s), c.dtype
+
+    return Spec(lambda in_shape, arg: (in_shape[0],) + _out_hw(where, arg, in_shape, k, s), rank=4,
+                layout="(N, C, H, W)", cache=cache, out_of_cache=out_of_cache)
 
 
 def _pool_args(where: str, size: Any, stride: Any) -> Tuple[Tuple[int, int], Tuple[int, int]]:
@@ -130,6 +142,9 @@ def _pool_args(where: str, size: Any, stride: Any) -> Tuple[Tuple[int, int], Tup
 
 def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
     """Max pooling over ``size`` windows of an NCHW batch.
+
+    ``y[n, c, i, j] = max_{p, q} x[n, c, i*SH + p, j*SW + q]``; backward sends
+    ``dy[n, c, i, j]`` to the window's first maximum (row-major), the rest get 0.
 
     Args:
         size: ``k`` or ``(KH, KW)``, each >= 1.
@@ -147,18 +162,18 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
 
     init = _pool_init(where, k, s)
 
-    def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, MaxPoolCache]:
-        x = float_array(x, where, "x", ndim=4, layout="(N, C, H, W)")
+    def forward(params: None, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, MaxPoolCache]:
         out_hw = _out_hw(where, "x.shape[1:]", x.shape[1:], k, s)
         if s == k and kk <= 255:
             y, idx = _max_pool_blocks(x, k, out_hw)
         else:
             y, idx = _first_max([_view(x, p, q, s, out_hw) for p, q in offsets])
-        return y, MaxPoolCache(idx, tuple(x.shape))
+        return y, MaxPoolCache(idx, x.shape, x.dtype)
 
-    def backward(params: Any, cache: MaxPoolCache, dy: Array) -> Tuple[None, Array]:
+    def backward(params: None, cache: MaxPoolCache, dy: Array, *, need_dx: bool = True) -> Tuple[None, Optional[Array]]:
+        if not need_dx:
+            return None, None
         idx = cache.argmax
-        dy = cotangent(dy, idx.shape, where)
         out_hw = idx.shape[2:]
         covered = (out_hw[0] - 1) * s[0] + k[0] == cache.x_shape[2] and (out_hw[1] - 1) * s[1] + k[1] == cache.x_shape[3]
         if s == k and covered:  # every input position gets exactly one write: no zero fill needed
@@ -178,11 +193,16 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
         oh, ow = _out_hw(where, "in_shape", tuple(in_shape), k, s)
         return in_shape[0] * oh * ow * np.dtype(idx_dtype).itemsize
 
-    return Layer("max_pool2d", init, forward, backward, cache_bytes=cache_bytes, config=dict(size=k, **({} if s == k else {"stride": s})))
+    return Layer("max_pool2d", init, forward, backward, cache_bytes=cache_bytes,
+                 config=dict(size=k, **({} if s == k else {"stride": s})), spec=_pool_spec(where, k, s, MaxPoolCache))
 
 
 def avg_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
-    """Average pooling over ``size`` windows of an NCHW batch (same geometry as :func:`max_pool2d`)."""
+    """Average pooling over ``size`` windows of an NCHW batch (same geometry as :func:`max_pool2d`).
+
+    ``y[n, c, i, j] = mean_{p, q} x[n, c, i*SH + p, j*SW + q]``; backward spreads
+    ``dy[n, c, i, j] / (KH*KW)`` over the window.
+    """
     where = "avg_pool2d"
     k, s = _pool_args(where, size, stride)
     kk = k[0] * k[1]
@@ -190,8 +210,7 @@ def avg_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
 
     init = _pool_init(where, k, s)
 
-    def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, AvgPoolCache]:
-        x = float_array(x, where, "x", ndim=4, layout="(N, C, H, W)")
+    def forward(params: None, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, AvgPoolCache]:
         out_hw = _out_hw(where, "x.shape[1:]", x.shape[1:], k, s)
         if s == k:  # columns, then rows: long inner loops (see _max_pool_blocks)
             n, c = x.shape[:2]
@@ -201,13 +220,12 @@ def avg_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
         else:
             y = _sum([_view(x, p, q, s, out_hw) for p, q in offsets])
         y *= x.dtype.type(1.0 / kk)
-        return y, AvgPoolCache(tuple(x.shape))
+        return y, AvgPoolCache(x.shape, x.dtype)
 
-    def backward(params: Any, cache: AvgPoolCache, dy: Array) -> Tuple[None, Array]:
-        n, c, h, w = cache.x_shape
-        out_hw = _out_hw(where, "x.shape[1:]", (c, h, w), k, s)
-        expected = (n, c) + out_hw
-        dy = cotangent(dy, expected, where)
+    def backward(params: None, cache: AvgPoolCache, dy: Array, *, need_dx: bool = True) -> Tuple[None, Optional[Array]]:
+        if not need_dx:
+            return None, None
+        out_hw = dy.shape[2:]
         share = dy * dy.dtype.type(1.0 / kk)
         dx = np.zeros(cache.x_shape, dtype=dy.dtype)
         for p, q in offsets:
@@ -218,29 +236,32 @@ def avg_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         return 0
 
-    return Layer("avg_pool2d", init, forward, backward, cache_bytes=cache_bytes, config=dict(size=k, **({} if s == k else {"stride": s})))
+    return Layer("avg_pool2d", init, forward, backward, cache_bytes=cache_bytes,
+                 config=dict(size=k, **({} if s == k else {"stride": s})), spec=_pool_spec(where, k, s, AvgPoolCache))
 
 
 def global_avg_pool2d() -> Layer:
-    """Mean over the spatial axes: ``(N, C, H, W) -> (N, C)``."""
+    """Mean over the spatial axes: ``y[n, c] = mean_{h, w} x[n, c, h, w]``, ``(N, C, H, W) -> (N, C)``."""
     where = "global_avg_pool2d"
 
+    def out_shape(in_shape: Shape, arg: str) -> Shape:
+        if len(in_shape) != 3:
+            raise ValueError(f"{where}: {arg} must be (C, H, W) with H, W >= 1, got {tuple(in_shape)}")
+        return (in_shape[0],)
+
     def init(rng: Any, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, None]:
-        in_shape = shape_tuple(in_shape, where)
-        if len(in_shape) != 3 or in_shape[1] * in_shape[2] == 0:
-            raise ValueError(f"{where}: in_shape must be (C, H, W) with H, W >= 1, got {in_shape}")
-        return (in_shape[0],), None
+        return out_shape(shape_tuple(in_shape, where), "in_shape"), None
 
-    def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, AvgPoolCache]:
-        x = float_array(x, where, "x", ndim=4, layout="(N, C, H, W)")
-        if x.shape[2] * x.shape[3] == 0:
-            raise ValueError(f"{where}: x must have H, W >= 1, got shape {x.shape}")
-        return x.mean(axis=(2, 3), dtype=x.dtype), AvgPoolCache(tuple(x.shape))
+    def forward(params: None, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, AvgPoolCache]:
+        return x.mean(axis=(2, 3), dtype=x.dtype), AvgPoolCache(x.shape, x.dtype)
 
-    def backward(params: Any, cache: AvgPoolCache, dy: Array) -> Tuple[None, Array]:
+    def backward(params: None, cache: AvgPoolCache, dy: Array, *, need_dx: bool = True) -> Tuple[None, Optional[Array]]:
+        if not need_dx:
+            return None, None
         n, c, h, w = cache.x_shape
-        dy = cotangent(dy, (n, c), where)
         share = dy * dy.dtype.type(1.0 / (h * w))
         return None, np.ascontiguousarray(np.broadcast_to(share[:, :, None, None], cache.x_shape))
 
-    return Layer("global_avg_pool2d", init, forward, backward, cache_bytes=lambda in_shape, itemsize: 0)
+    spec = Spec(out_shape, rank=4, layout="(N, C, H, W)", cache=AvgPoolCache,
+                out_of_cache=lambda p, c: (c.x_shape[:2], c.dtype))
+    return Layer(where, init, forward, backward, cache_bytes=lambda in_shape, itemsize: 0, spec=spec)

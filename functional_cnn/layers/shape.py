@@ -1,12 +1,13 @@
 """Layers that only change the per-example shape: ``flatten`` and ``reshape``."""
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from .._checks import cotangent, float_array, shape_tuple
-from ..layer import Array, Layer, Shape
+from .._checks import shape_tuple
+from ..layer import Array, Layer, Shape, ShapeCache
+from ..boundary import Spec
 
 __all__ = ["flatten", "reshape"]
 
@@ -18,18 +19,17 @@ def _reshape_layer(where: str, target_of: Any, config: dict) -> Layer:
         in_shape = shape_tuple(in_shape, where)
         return target_of(in_shape, "in_shape"), None
 
-    def forward(params: Any, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Tuple[int, ...]]:
-        x = float_array(x, where, "x")
-        if x.ndim < 1:
-            raise ValueError(f"{where}: x must have a batch axis, got a 0-d array")
-        target = target_of(x.shape[1:], "x.shape[1:]")
-        return x.reshape((x.shape[0],) + target), tuple(x.shape)
+    def forward(params: None, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, ShapeCache]:
+        return x.reshape((x.shape[0],) + target_of(x.shape[1:], "x.shape[1:]")), ShapeCache(x.shape, x.dtype)
 
-    def backward(params: Any, cache: Tuple[int, ...], dy: Array) -> Tuple[None, Array]:
-        dy = cotangent(dy, cache[:1] + target_of(cache[1:], "x.shape[1:]"), where)
-        return None, dy.reshape(cache)
+    def backward(params: None, cache: ShapeCache, dy: Array, *, need_dx: bool = True) -> Tuple[None, Optional[Array]]:
+        return None, dy.reshape(cache.x_shape) if need_dx else None
 
-    return Layer(where, init, forward, backward, cache_bytes=lambda s, i: 0, config=config)
+    def out_of_cache(params: None, cache: ShapeCache) -> Tuple[Shape, np.dtype]:
+        return cache.x_shape[:1] + target_of(cache.x_shape[1:], "x.shape[1:]"), cache.dtype
+
+    spec = Spec(target_of, cache=ShapeCache, out_of_cache=out_of_cache)
+    return Layer(where, init, forward, backward, cache_bytes=lambda s, i: 0, config=config, spec=spec)
 
 
 def flatten() -> Layer:
