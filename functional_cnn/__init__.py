@@ -9,7 +9,7 @@ from .datasets import DATASETS, Dataset, DatasetError, DatasetNotFoundError, loa
 from .debug import NonFiniteError, debug
 from .gradcheck import GradCheckError, GradCheckReport, check_layer, check_loss
 from .layer import Layer
-from .params import is_state_field, param_field, readonly, state_field, trainable
+from .params import is_state_field, param_field, params_record, readonly, state_field, trainable
 from .layers import (
     avg_pool1d,
     avg_pool2d,
@@ -67,7 +67,7 @@ from .tree import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Layer", "param_field", "state_field", "is_state_field", "readonly",
+    "Layer", "params_record", "param_field", "state_field", "is_state_field", "readonly",
     "serial", "residual", "parallel", "fan_out", "fan_in_sum", "fan_in_concat",
     "conv2d", "conv1d", "dense", "bias", "flatten", "reshape", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
     "max_pool1d", "avg_pool1d", "dropout", "batch_norm", "layer_norm",

@@ -144,7 +144,8 @@ def check_layer(layer: Layer, rng: np.random.Generator, in_shape: Tuple[int, ...
         tol: largest accepted relative error ``|num - ana| / (|num| + |ana|)`` per tensor.
         atol: a tensor whose largest absolute error is below this passes too.
         max_checks: at most this many elements per tensor (chosen at random); None: all.
-        x, params: use these instead of random ones (cast to float64).
+        x: use this input instead of a random one (cast to float64).
+        params: use these params instead of the layer's init (cast to float64).
         raise_on_fail: raise :class:`GradCheckError` when a row fails.
 
     Returns:

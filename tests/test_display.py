@@ -106,3 +106,40 @@ def test_records_from_fit_and_evaluate_render_their_fields(lenet):
     cells = dict(_rows(epoch._repr_html_()))
     n = sum(leaf.size for leaf in fc.tree_leaves(params))
     assert cells["params"] == f"{len(fc.tree_leaves(params))} arrays, {n:,} values"
+
+
+def test_params_and_grads_records_repr_by_shape_and_render_as_tables(lenet):
+    net, params = lenet
+    x = np.random.default_rng(1).random((2, 1, 28, 28), dtype=np.float32)
+    out, cache = net.forward(params, x)
+    grads, _ = net.backward(params, cache, np.ones_like(out))
+    for record in (params[0], grads[0], params[-1], grads[-1]):
+        w, b = record.w, record.b
+        assert repr(record) == (f"{type(record).__name__}(w={w.dtype}[{', '.join(map(str, w.shape))}], "
+                                f"b={b.dtype}[{b.shape[0]}])")
+        rows = _rows(record._repr_html_())
+        assert [r[0] for r in rows] == ["w", "b"] and rows[0][1] == str(w.shape)
+        assert float(rows[0][3]) == pytest.approx(np.linalg.norm(w.astype(np.float64).ravel()), rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["lenet", "seed1", "seed2", "resnet-small"])
+def test_no_model_params_repr_prints_array_values(name):
+    """Every params record in the CLI models (conv, dense, bias, batch norm) shows shapes, not numbers."""
+    from functional_cnn.models import build_model
+
+    _, params = build_model(name, 10).init(np.random.default_rng(0), (1, 28, 28))
+    text = repr(params)
+    records = list(_records(params))
+    assert records, "the model has no params records"
+    assert "array(" not in text and len(text) < 150 * len(records)
+    for record in records:
+        assert repr(record).startswith(type(record).__name__ + "(") and "[" in repr(record)
+
+
+def _records(tree):
+    """The attrs records inside a params tree."""
+    if attrs.has(type(tree)):
+        yield tree
+    elif isinstance(tree, (tuple, list)):
+        for item in tree:
+            yield from _records(item)

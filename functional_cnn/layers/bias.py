@@ -8,13 +8,14 @@ import numpy as np
 
 from .._checks import float_dtype, shape_tuple
 from ..initializers import get_initializer
+from ..params import params_record
 from ..layer import Array, Layer, Shape, ShapeCache, param_field
 from ..boundary import Spec
 
 __all__ = ["BiasParams", "bias"]
 
 
-@attrs.frozen(eq=False)
+@params_record
 class BiasParams:
     """Parameters of :func:`bias`."""
 

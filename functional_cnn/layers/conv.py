@@ -24,6 +24,7 @@ import numpy as np
 
 from .._checks import float_dtype, int_pair, positive_int, shape_tuple
 from ..initializers import get_initializer
+from ..params import params_record
 from ..layer import Array, Layer, Shape, param_field
 from ..boundary import Spec
 from ._patches import (_backward_wide, _frozen, _grouped_matmul, _pad, _rows, _scratch, _weight_grad, col2im,
@@ -39,7 +40,7 @@ INFERENCE_CHUNK_BYTES = 1 << 19
 BACKWARD_CHUNK_BYTES = 1 << 20
 
 
-@attrs.frozen(eq=False)
+@params_record
 class Conv2DParams:
     """Parameters of :func:`conv2d`."""
 
@@ -102,15 +103,17 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         groups: split channels into this many independent groups; ``C_in`` and
             ``C_out`` must both be divisible by it (``groups == C_in`` is depthwise).
         use_bias: add a per-channel bias ``b`` of shape ``(C_out,)``.
-        w_init, b_init: initializer names or callables (see ``functional_cnn.initializers``).
+        w_init: the weights' initializer, a name or a callable (see ``functional_cnn.initializers``).
+        b_init: the bias's initializer, the same way.
 
     Returns:
         A Layer mapping ``(N, C_in, H, W)`` to ``(N, C_out, OH, OW)``; params are
         :class:`Conv2DParams` with ``w`` of shape ``(C_out, C_in / groups, KH, KW)``.
 
     Raises:
-        ValueError/TypeError: for invalid hyperparameters (here), and at init/forward
-        for inputs of the wrong rank, channel count, or smaller than the kernel.
+        ValueError: for invalid hyperparameter values (here), and at init/forward for
+            inputs of the wrong rank, channel count, or smaller than the kernel.
+        TypeError: for hyperparameters of the wrong type, and inputs of a non-float dtype.
     """
     where = "conv2d"
     c_out = positive_int(out_channels, where, "out_channels")

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._checks import check_rng, float_dtype, positive_int
 from ..initializers import get_initializer
+from ..params import params_record
 from ..layer import Array, Layer, Shape, param_field
 from ..boundary import Spec
 from ._oned import OneDCache, shape_cl
@@ -23,7 +24,7 @@ from .conv import Conv2DParams, conv2d, conv_output_size
 __all__ = ["Conv1DParams", "OneDCache", "conv1d"]
 
 
-@attrs.frozen(eq=False)
+@params_record
 class Conv1DParams:
     """Parameters of :func:`conv1d`."""
 

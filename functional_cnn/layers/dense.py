@@ -8,13 +8,14 @@ import numpy as np
 
 from .._checks import float_dtype, positive_int, shape_tuple
 from ..initializers import get_initializer
+from ..params import params_record
 from ..layer import Array, Layer, Shape, param_field
 from ..boundary import Spec
 
 __all__ = ["DenseParams", "DenseCache", "dense"]
 
 
-@attrs.frozen(eq=False)
+@params_record
 class DenseParams:
     """Parameters of :func:`dense`."""
 

@@ -19,13 +19,14 @@ import attrs
 import numpy as np
 
 from .._checks import check_params_type, float_dtype, real_number, shape_tuple
+from ..params import params_record
 from ..layer import Array, Layer, Shape, param_field, state_field
 from ..boundary import Spec
 
 __all__ = ["BatchNormParams", "BatchNormCache", "batch_norm", "LayerNormParams", "LayerNormCache", "layer_norm"]
 
 
-@attrs.frozen(eq=False)
+@params_record
 class BatchNormParams:
     """Scale and shift (trainable) and running statistics (state) of :func:`batch_norm`."""
 
@@ -80,7 +81,7 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
 
     Raises:
         ValueError: at forward, when ``x``'s channel count differs from the params',
-        or when training with fewer than two values per channel.
+            or when training with fewer than two values per channel.
 
     >>> layer = batch_norm()
     >>> _, p = layer.init(None, (2,))
@@ -170,7 +171,7 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
                  config=dict(momentum=mom, eps=eps_v), spec=spec)
 
 
-@attrs.frozen(eq=False)
+@params_record
 class LayerNormParams:
     """Elementwise scale and shift of :func:`layer_norm`, each of the per-example shape."""
 
