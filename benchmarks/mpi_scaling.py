@@ -22,7 +22,7 @@ Method (printed with the table):
   ``t = alpha + bytes / beta`` (latency and bandwidth of one exchange between 2 ranks);
 * the plain one-process step (``make_step`` without ``comm``) is timed as the reference,
   with the optimizer update alone and the ordered sum per micro-batch (fastest of 20);
-* with ``--sweep`` the script prints the scaling model of ``docs/distributed-mpi.md``
+* with ``--sweep`` the script prints the scaling model of ``docs/distributed.md``
   (:func:`step_model`) from these measurements, for this machine's shared memory and for
   two assumed networks.
 """

@@ -177,7 +177,7 @@ def test_library_form_defaults_accumulate_to_the_rank_count():
 
 
 def test_scaling_benchmark_runs_and_writes_its_json(tmp_path):
-    """The measuring script of docs/distributed-mpi.md keeps working (no speed is asserted)."""
+    """The measuring script of docs/distributed.md keeps working (no speed is asserted)."""
     out = tmp_path / "scaling.json"
     done, _ = run(["benchmarks/mpi_scaling.py", "--quick", "--rank-counts", "2", "--json", out], timeout=300)
     assert done.returncode == 0, done.stderr
