@@ -1,167 +1,17 @@
-"""The toolkit layers (dropout, normalization, 1-D conv/pooling, branching) through the common checks."""
+"""The toolkit layers (dropout, normalization, 1-D conv/pooling, branching): formulas, randomness, bad input."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import signal
 
 import functional_cnn as fc
 from functional_cnn.branching import fan_in_concat, fan_in_sum, fan_out, parallel, residual
-from functional_cnn.layers.conv1d import Conv1DParams, avg_pool1d, conv1d, max_pool1d
+from functional_cnn.layers.conv1d import Conv1DParams, conv1d, max_pool1d
 from functional_cnn.layers.dropout import dropout
 from functional_cnn.layers.norm import batch_norm, layer_norm
-from functional_cnn.tree import tree_nbytes
-from layer_checks import (LayerCase, check_gradients, check_purity, check_reference, check_shapes_and_dtype,
-                          make_x, run_all)
+from layer_references import batch_norm_eval_reference, batch_norm_train_reference
 
-EPS = 1e-5
-
-
-# --- naive references, written independently of the layers -------------------------------
-
-def conv1d_reference(stride=1, padding=0, dilation=1, groups=1):
-    """Loops over samples and channel pairs with np.correlate on a dilated kernel."""
-
-    def ref(params, x):
-        w, b = params.w, params.b
-        c_out, cg, k = w.shape
-        eff, length = dilation * (k - 1) + 1, x.shape[2]
-        if padding == "same":
-            total = max((-(-length // stride) - 1) * stride + eff - length, 0)
-            pads = (total // 2, total - total // 2)
-        else:
-            pads = (padding, padding)
-        xp = np.pad(x, ((0, 0), (0, 0), pads))
-        per_group = c_out // groups
-        y = np.zeros((x.shape[0], c_out, (xp.shape[2] - eff) // stride + 1))
-        for n in range(x.shape[0]):
-            for o in range(c_out):
-                kern = np.zeros(eff)
-                for j in range(cg):
-                    kern[::dilation] = w[o, j]
-                    full = np.correlate(xp[n, (o // per_group) * cg + j], kern, mode="valid")
-                    y[n, o] += full[::stride]
-                y[n, o] += 0.0 if b is None else b[o]
-        return y
-
-    return ref
-
-
-def pool1d_reference(size, stride=None, op=np.max):
-    s = stride or size
-
-    def ref(params, x):
-        out = (x.shape[2] - size) // s + 1
-        return np.stack([op(x[:, :, i * s : i * s + size], axis=2) for i in range(out)], axis=2)
-
-    return ref
-
-
-def conv2d_reference(p, x, pad=0):
-    """Stride-1 conv2d by scipy.signal.correlate over (C, H, W) volumes."""
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    return np.stack([np.stack([signal.correlate(xp[n], p.w[o], mode="valid")[0] + p.b[o]
-                               for o in range(p.w.shape[0])]) for n in range(x.shape[0])])
-
-
-def batch_norm_eval_reference(p, x):
-    y = np.empty_like(x)
-    for c in range(x.shape[1]):
-        y[:, c] = p.gamma[c] * (x[:, c] - p.mean[c]) / np.sqrt(p.var[c] + EPS) + p.beta[c]
-    return y
-
-
-def batch_norm_train_reference(p, x):
-    y = np.empty_like(x)
-    for c in range(x.shape[1]):
-        v = x[:, c]
-        y[:, c] = p.gamma[c] * (v - v.mean()) / np.sqrt(((v - v.mean()) ** 2).mean() + EPS) + p.beta[c]
-    return y
-
-
-def layer_norm_reference(p, x):
-    return np.stack([(e - e.mean()) / np.sqrt(e.var() + EPS) * p.gamma + p.beta for e in x])
-
-
-def positive(rng, shape):
-    """Distinct positive values: keeps relu/max-pool kinks far from the difference step."""
-    return rng.permutation(np.prod(shape)).reshape(shape) / np.prod(shape) + 0.1
-
-
-identity_ref = lambda p, x: x  # noqa: E731
-
-inception = fc.serial(fan_out(2), parallel(fc.conv2d(2, 1), fc.conv2d(3, 3, padding=1)), fan_in_concat(1))
-res_proj = residual(fc.serial(fc.conv2d(4, 3, padding=1), fc.tanh(), fc.conv2d(4, 1)), projection=fc.conv2d(4, 1))
-
-CASES = [
-    LayerCase("dropout-0.3", dropout(0.3), (4, 5), identity_ref),
-    LayerCase("dropout-0.5-4d", dropout(0.5), (2, 3, 3), identity_ref),
-    LayerCase("dropout-0", dropout(0.0), (6,), identity_ref),
-    LayerCase("batch_norm-2d", batch_norm(), (5,), batch_norm_eval_reference, batch=4),
-    LayerCase("batch_norm-3d", batch_norm(momentum=0.5), (3, 6), batch_norm_eval_reference),
-    LayerCase("batch_norm-4d", batch_norm(), (3, 4, 4), batch_norm_eval_reference),
-    LayerCase("batch_norm-4d-eval", batch_norm(), (2, 3, 3), batch_norm_eval_reference, train=False),
-    LayerCase("layer_norm-1d", layer_norm(), (6,), layer_norm_reference),
-    LayerCase("layer_norm-3d", layer_norm(), (2, 3, 4), layer_norm_reference),
-    LayerCase("conv1d", conv1d(3, 3), (2, 9), conv1d_reference()),
-    LayerCase("conv1d-nobias", conv1d(2, 2, use_bias=False), (1, 6), conv1d_reference()),
-    LayerCase("conv1d-stride-pad", conv1d(2, 3, stride=2, padding=2), (2, 9), conv1d_reference(2, 2)),
-    LayerCase("conv1d-same-dilation", conv1d(2, 3, padding="same", dilation=2, stride=2), (2, 11),
-              conv1d_reference(2, "same", 2)),
-    LayerCase("conv1d-groups", conv1d(4, 3, groups=2, padding=1), (4, 7), conv1d_reference(1, 1, 1, 2)),
-    LayerCase("conv1d-depthwise", conv1d(3, 2, groups=3), (3, 6), conv1d_reference(groups=3)),
-    LayerCase("max_pool1d", max_pool1d(2), (2, 9), pool1d_reference(2), x_fn=positive),
-    LayerCase("max_pool1d-overlap", max_pool1d(3, 2), (2, 9), pool1d_reference(3, 2), x_fn=positive),
-    LayerCase("avg_pool1d", avg_pool1d(3), (2, 8), pool1d_reference(3, op=np.mean)),
-    LayerCase("avg_pool1d-stride1", avg_pool1d(2, 1), (1, 5), pool1d_reference(2, 1, op=np.mean)),
-    LayerCase("residual-identity", residual(fc.serial(fc.dense(4), fc.tanh(), fc.dense(4))), (4,),
-              lambda p, x: x + (np.tanh(x @ p[0][0].w + p[0][0].b) @ p[0][2].w + p[0][2].b)),
-    LayerCase("residual-projection", res_proj, (2, 5, 5),
-              lambda p, x: conv2d_reference(p[1], x) + conv2d_reference(
-                  p[0][2], np.tanh(conv2d_reference(p[0][0], x, pad=1)))),
-    LayerCase("residual-batch_norm", residual(fc.serial(fc.conv2d(2, 3, padding=1), batch_norm())), (2, 4, 4),
-              lambda p, x: x + batch_norm_eval_reference(p[0][1], conv2d_reference(p[0][0], x, pad=1))),
-    LayerCase("inception-concat", inception, (2, 5, 5),
-              lambda p, x: np.concatenate([conv2d_reference(p[1][0], x), conv2d_reference(p[1][1], x, 1)], 1)),
-    LayerCase("fan_in_sum", fc.serial(fan_out(3), parallel(fc.dense(3), fc.dense(3), fc.identity()), fan_in_sum()),
-              (3,), lambda p, x: x @ p[1][0].w + p[1][0].b + x @ p[1][1].w + p[1][1].b + x),
-    LayerCase("fan_in_concat-last", fc.serial(fan_out(2), parallel(fc.identity(), fc.tanh()), fan_in_concat(-1)),
-              (2, 3), lambda p, x: np.concatenate([x, np.tanh(x)], axis=-1)),
-]
-
-# A batch-norm cache also holds (C,) vectors whatever the batch: inv_std, and in training
-# the two updated running statistics. cache_bytes declares the per-example part only.
-OVERHEAD = {"batch_norm-2d": 3 * 5, "batch_norm-3d": 3 * 3, "batch_norm-4d": 3 * 3, "batch_norm-4d-eval": 2,
-            "residual-batch_norm": 3 * 2}
-
-
-def check_cache_bytes_with_overhead(case, overhead_values):
-    rng = np.random.default_rng(6)
-    _, params = case.layer.init(rng, case.in_shape, dtype=np.float32)
-    for batch in (case.batch, case.batch + 3):
-        x = make_x(LayerCase(case.id, case.layer, case.in_shape, batch=batch, x_fn=case.x_fn), rng, np.float32)
-        _, cache = case.layer.forward(params, x, rng=np.random.default_rng(7), train=case.train)
-        assert tree_nbytes(cache) == case.layer.cache_bytes(tuple(case.in_shape), 4) * batch + 4 * overhead_values
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_toolkit_layer_passes_common_checks(case):
-    if case.id not in OVERHEAD:
-        run_all(case)
-        return
-    check_gradients(case)
-    check_shapes_and_dtype(case)
-    check_purity(case)
-    check_reference(case)
-    check_cache_bytes_with_overhead(case, OVERHEAD[case.id])
-
-
-def test_case_ids_are_unique_and_every_toolkit_factory_is_covered():
-    assert len({c.id for c in CASES}) == len(CASES)
-    names = {c.layer.name for c in CASES} | {k.name for c in CASES for k in c.layer.children}
-    for name in ("dropout", "batch_norm", "layer_norm", "conv1d", "max_pool1d", "avg_pool1d", "residual",
-                 "parallel", "fan_out", "fan_in_sum", "fan_in_concat"):
-        assert name in names
+# These layers go through the common checks in the one layer table, test_layers.py::CASES.
 
 
 def random_bn_params(rng, c):
