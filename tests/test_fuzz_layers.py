@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import functional_cnn as fc
@@ -167,8 +167,7 @@ def test_forward_backward_contract(family, n, dtype, train, seed, data):
     name, layer, in_shape = data.draw(FAMILIES[family], label="spec")
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, dtype, rng)
-    if got is None:
-        return
+    assume(got is not None)
     out_shape, params = got
     x = make_x(in_shape, n, dtype, rng)
     x_before = [a.copy() for a in arrays(x)]
@@ -209,8 +208,9 @@ def test_low_precision_agrees_with_float64(family, seed, dtype, data):
     name, layer, in_shape = data.draw(FAMILIES[family], label="spec")
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, np.float64, rng)
-    if got is None or (dtype == np.float16 and any(k in repr(layer) for k in ("batch_norm", "layer_norm"))):
-        return  # normalizing by a small batch's spread is ill-conditioned in float16
+    assume(got is not None)
+    # normalizing by a small batch's spread is ill-conditioned in float16
+    assume(dtype != np.float16 or not any(k in repr(layer) for k in ("batch_norm", "layer_norm")))
     _, p64 = got
     x64 = make_x(in_shape, 3, np.float64, rng)
     y64, _ = layer.forward(p64, x64, train=False)
@@ -232,8 +232,7 @@ def test_nan_and_inf_inputs_are_data(family, seed, value, data):
     name, layer, in_shape = data.draw(FAMILIES[family], label="spec")
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, np.float32, rng)
-    if got is None:
-        return
+    assume(got is not None)
     out_shape, params = got
     x = make_x(in_shape, 2, np.float32, rng)
     first = arrays(x)[0]
@@ -256,8 +255,7 @@ BAD_DTYPES = [np.uint8, np.int32, np.int64, bool, object, np.complex64, np.compl
 def test_non_float_inputs_are_refused(family, bad, seed, data):
     name, layer, in_shape = data.draw(FAMILIES[family], label="spec")
     got = init_or_named_error(name, layer, in_shape, np.float32, np.random.default_rng(seed))
-    if got is None:
-        return
+    assume(got is not None)
     x = make_x(in_shape, 2, np.float32, np.random.default_rng(seed))
     x = tuple(a.astype(bad) for a in x) if multi(in_shape) else x.astype(bad)
     with pytest.raises(TypeError) as info:
@@ -266,13 +264,12 @@ def test_non_float_inputs_are_refused(family, bad, seed, data):
 
 
 @settings()
-@given(spec=LAYER_SPECS, seed=SEEDS, other=st.sampled_from(FLOATS))
+@given(spec=LAYER_SPECS, seed=SEEDS, other=st.sampled_from([np.float16, np.float64]))
 def test_float_dtype_other_than_the_params(spec, seed, other):
     """A layer with params refuses x of another float dtype; a param-free layer computes in x's dtype."""
     name, layer, in_shape = spec
     got = init_or_named_error(name, layer, in_shape, np.float32, np.random.default_rng(seed))
-    if got is None or other == np.float32:
-        return
+    assume(got is not None)
     x = make_x(in_shape, 2, other, np.random.default_rng(seed))
     if tree_leaves(got[1]):
         with pytest.raises(TypeError) as info:
@@ -292,8 +289,7 @@ def test_zero_length_axes_are_refused(family, seed, data):
     name, layer, in_shape = data.draw(FAMILIES[family], label="spec")
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, np.float32, rng)
-    if got is None:
-        return
+    assume(got is not None)
     shapes = in_shape if multi(in_shape) else (in_shape,)
     which = data.draw(st.integers(0, len(shapes) - 1))
     axis = data.draw(st.integers(0, len(shapes[which]) - 1))
@@ -316,8 +312,7 @@ NOT_ARRAYS = [None, "x", {"x": 1}, object(), 3 + 1j, [[1.0, 2.0], [1.0]], np.flo
 def test_non_arrays_are_refused(spec, bad, seed):
     name, layer, in_shape = spec
     got = init_or_named_error(name, layer, in_shape, np.float32, np.random.default_rng(seed))
-    if got is None:
-        return
+    assume(got is not None)
     with pytest.raises((TypeError, ValueError)) as info:
         layer.forward(got[1], bad, rng=np.random.default_rng(0), train=True)
     assert_named(info.value, name)
@@ -329,8 +324,7 @@ def test_wrong_dy_is_refused(spec, seed, change):
     name, layer, in_shape = spec
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, np.float32, rng)
-    if got is None:
-        return
+    assume(got is not None)
     out_shape, params = got
     y, cache = layer.forward(params, make_x(in_shape, 2, np.float32, rng), rng=rng, train=False)
 
@@ -343,19 +337,13 @@ def test_wrong_dy_is_refused(spec, seed, change):
     assert_named(info.value, name)
 
 
-# Layers whose backward checks dy's dtype (conv2d, pools, dense and activations do not yet: see the report).
-DY_CHECKED = ("bias", "flatten", "reshape", "dropout", "batch_norm", "layer_norm", "conv1d", "max_pool1d",
-              "avg_pool1d", "fan_out", "fan_in_sum", "fan_in_concat", "parallel")
-
-
 @settings()
 @given(spec=LAYER_SPECS, seed=SEEDS, bad=st.sampled_from([np.int64, np.complex64, bool, object]))
 def test_non_float_dy_is_refused(spec, seed, bad):
     name, layer, in_shape = spec
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, np.float32, rng)
-    if got is None or name not in DY_CHECKED:
-        return
+    assume(got is not None)
     y, cache = layer.forward(got[1], make_x(in_shape, 2, np.float32, rng), rng=rng, train=True)
     dy = tuple(a.astype(bad) for a in y) if multi(got[0]) else y.astype(bad)
     with pytest.raises(TypeError) as info:
@@ -364,7 +352,7 @@ def test_non_float_dy_is_refused(spec, seed, bad):
 
 
 # ----------------------------------------------------------------------------- params structure
-@by_family
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f not in ("pool", "reshape")])  # those have no params
 @settings()
 @given(seed=SEEDS, wrong=st.sampled_from(["none", "other record", "tuple", "short", "long"]), data=st.data())
 def test_params_of_another_structure_show_both(family, seed, wrong, data):
@@ -372,15 +360,13 @@ def test_params_of_another_structure_show_both(family, seed, wrong, data):
     name, layer, in_shape = data.draw(FAMILIES[family], label="spec")
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, np.float32, rng)
-    if got is None:
-        return
+    assume(got is not None)
     params = got[1]
+    assume(params is not None)  # a parameter-free layer (relu, flatten, ...) ignores params
     other = BiasParams(np.ones(3, np.float32)) if not isinstance(params, BiasParams) else DenseParams(np.ones((2, 2)))
     if isinstance(params, tuple):
         bad = {"none": None, "other record": other, "tuple": [*params], "short": params[:-1],
                "long": params + (None,)}[wrong]
-    elif params is None:
-        return  # a parameter-free layer ignores params
     else:
         bad = {"none": None, "other record": other, "tuple": (params,), "short": (), "long": (params, params)}[wrong]
     with pytest.raises(TypeError) as info:
@@ -430,13 +416,18 @@ FACTORIES = {  # name: (factory, valid kwargs, a valid per-example input shape)
 HYPER = [(name, arg) for name, (_, kw, _) in FACTORIES.items() for arg in kw]
 
 
+# Sizes far beyond the inputs: construction must cost nothing, init must refuse the window.
+LARGE = st.sampled_from([3000, 10**6])
+GEOMETRY = ("size", "stride", "kernel_size", "dilation")
+
+
 @settings()
-@given(which=st.sampled_from(HYPER), value=JUNK, seed=SEEDS)
-def test_junk_hyperparameters(which, value, seed):
+@given(which=st.sampled_from(HYPER), data=st.data(), seed=SEEDS)
+def test_junk_hyperparameters(which, data, seed):
     """Any value for any argument: a working layer, or a TypeError/ValueError naming the factory and argument."""
     name, arg = which
     factory, kwargs, in_shape = FACTORIES[name]
-    # (JUNK holds no size in [10, 2**31): pool.py builds size**2 window offsets at construction, see the report)
+    value = data.draw(st.one_of(JUNK, LARGE) if arg in GEOMETRY else JUNK, label="value")
     try:
         layer = factory(**{**kwargs, arg: value})
     except (ValueError, TypeError) as err:
