@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import functional_cnn as fc
@@ -123,8 +123,7 @@ def test_non_finite_grads_are_not_hidden(name, params, seed, value):
     """A NaN/Inf gradient is data: no error, and the updates show it (never a silent finite step)."""
     grads = grads_for(params, np.random.default_rng(seed))
     path = _first_array_path(grads)
-    if path is None or dict(tree_leaves_with_paths(grads))[path].size == 0:
-        return
+    assume(path is not None and dict(tree_leaves_with_paths(grads))[path].size > 0)
     grads = fc.tree.tree_map_with_path(lambda p, a: np.full_like(a, value) if p == path else a, grads)
     opt = OPTIMIZERS[name]()
     with np.errstate(all="ignore"):
@@ -211,10 +210,9 @@ def test_state_of_another_model_or_optimizer(name, params, other, seed):
 def test_apply_updates_mismatches(params, seed, how):
     updates = grads_for(params, np.random.default_rng(seed))
     path = _first_array_path(updates)
+    assume(how == "structure" or path is not None)
     if how == "structure":
         bad, exc = (updates, None, None), TypeError
-    elif path is None:
-        return
     elif how == "shape":
         bad, exc = fc.tree.tree_map_with_path(lambda p, a: a[None] if p == path else a, updates), ValueError
     else:
@@ -279,8 +277,9 @@ def test_junk_hyperparameters(which, value, step):
     if isinstance(made, S.Schedule):
         assert math.isfinite(made(step)) or name == "exponential_decay"  # a growing rate may overflow to inf
         return
-    if not isinstance(made, optim.GradientTransformation):
-        return  # a mask
+    if not isinstance(made, optim.GradientTransformation):  # a mask: a predicate on (path, leaf)
+        assert name == "path_mask" and isinstance(made("0.w", PARAMS[0].w), bool), (name, made)
+        return
     try:
         state = made.init(PARAMS)
         updates, _ = made.update(grads_for(PARAMS, np.random.default_rng(0)), state, PARAMS)
