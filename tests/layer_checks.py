@@ -14,7 +14,7 @@ import pytest
 
 from functional_cnn import check_layer
 from functional_cnn.layer import Layer
-from functional_cnn.tree import tree_cast, tree_leaves, tree_nbytes, trainable
+from functional_cnn.tree import trainable, tree_cast, tree_leaves, tree_nbytes
 
 
 @attrs.frozen
@@ -77,7 +77,7 @@ def check_purity(case: LayerCase) -> None:
     np.testing.assert_array_equal(dy, dy_copy)
     np.testing.assert_array_equal(y1, y1_copy)
     np.testing.assert_array_equal(y1, y2)
-    for a, b in zip(tree_leaves(params), leaves_copy):
+    for a, b in zip(tree_leaves(params), leaves_copy, strict=True):
         np.testing.assert_array_equal(a, b)
         assert not a.flags.writeable
         with pytest.raises(ValueError, match="read-only"):

@@ -33,7 +33,7 @@ def conv_reference(stride=1, padding=0, dilation=1, groups=1):
         eff = (d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1)
         if padding == "same":
             pads = []
-            for size, e, ss in zip(x.shape[2:], eff, s):
+            for size, e, ss in zip(x.shape[2:], eff, s, strict=True):
                 out = -(-size // ss)
                 tot = max((out - 1) * ss + e - size, 0)
                 pads.append((tot // 2, tot - tot // 2))

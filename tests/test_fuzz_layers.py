@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import functional_cnn as fc
 from errors_doc import Case, assert_named
 from functional_cnn.layers import BatchNormParams, BiasParams, Conv1DParams, Conv2DParams, DenseParams
-from functional_cnn.tree import tree_leaves, tree_leaves_with_paths, tree_map, tree_structure, trainable
+from functional_cnn.tree import trainable, tree_leaves, tree_leaves_with_paths, tree_map, tree_structure
 
 FLOATS = (np.float16, np.float32, np.float64)
 SEEDS = st.integers(0, 2**32 - 1)
@@ -71,7 +71,8 @@ def pool_spec(draw):
     stride = draw(st.one_of(st.none(), st.integers(1, 3)))
     if name.endswith("1d"):
         return name, getattr(fc, name)(draw(st.integers(1, 3)), stride), (c, draw(st.integers(1, 7)))
-    return name, getattr(fc, name)(draw(pair_or_int(1, 3)), stride), (c, draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    hw = (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    return name, getattr(fc, name)(draw(pair_or_int(1, 3)), stride), (c,) + hw
 
 
 @st.composite
@@ -181,23 +182,23 @@ def test_forward_backward_contract(family, n, dtype, train, seed, data):
         warnings.simplefilter("error")  # no 0/0, no mean of an empty slice, no overflow
         y, cache = layer.forward(params, x, rng=fwd_rng, train=train)
         outs = (y,) if not multi(out_shape) else y
-        for o, s in zip(outs, (out_shape,) if not multi(out_shape) else out_shape):
+        for o, s in zip(outs, (out_shape,) if not multi(out_shape) else out_shape, strict=True):
             assert o.shape == (n,) + tuple(s) and o.dtype == dtype, (o.shape, o.dtype, s)
             assert np.isfinite(o).all()
         dy = make_x(out_shape, n, dtype, rng)
         grads, dx = layer.backward(params, cache, dy)
-        for a, b in zip(arrays(dx), arrays(x)):
+        for a, b in zip(arrays(dx), arrays(x), strict=True):
             assert a.shape == b.shape and a.dtype == dtype and np.isfinite(a).all()
         want = trainable(params)
         assert tree_structure(grads) == tree_structure(want)
-        for (path, g), p in zip(tree_leaves_with_paths(grads), tree_leaves(want)):
+        for (path, g), p in zip(tree_leaves_with_paths(grads), tree_leaves(want), strict=True):
             assert g.shape == p.shape and g.dtype == p.dtype and np.isfinite(g).all(), path
             if n == 0:
                 assert not g.any(), f"{path}: an empty batch must give zero gradients"
         new = layer.update_state(params, cache)
         assert tree_structure(new) == tree_structure(params)
-    assert all(np.array_equal(a, b) for a, b in zip(arrays(x), x_before)), "forward/backward changed x"
-    assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(params), p_before)), "params changed"
+    assert all(np.array_equal(a, b) for a, b in zip(arrays(x), x_before, strict=True)), "forward/backward changed x"
+    assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(params), p_before, strict=True)), "params changed"
 
 
 @by_family
@@ -217,7 +218,7 @@ def test_low_precision_agrees_with_float64(family, seed, dtype, data):
     low = fc.tree_cast(p64, dtype)
     xl = tree_map(lambda a: a.astype(dtype), x64) if multi(in_shape) else x64.astype(dtype)
     yl, _ = layer.forward(low, xl, train=False)
-    for a, b in zip(arrays(yl), arrays(y64)):
+    for a, b in zip(arrays(yl), arrays(y64), strict=True):
         assert a.dtype == dtype
         tol = 64 * np.finfo(dtype).eps * (1 + float(np.abs(b).max(initial=0)))
         np.testing.assert_allclose(a.astype(np.float64), b, rtol=tol, atol=tol)

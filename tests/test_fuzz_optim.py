@@ -18,7 +18,7 @@ from errors_doc import Case, assert_named
 from functional_cnn import optim
 from functional_cnn.layers import BatchNormParams, DenseParams
 from functional_cnn.optim import schedules as S
-from functional_cnn.tree import tree_leaves, tree_leaves_with_paths, tree_map, tree_structure, trainable
+from functional_cnn.tree import trainable, tree_leaves, tree_leaves_with_paths, tree_map, tree_structure
 
 FLOATS = (np.float16, np.float32, np.float64)
 SEEDS = st.integers(0, 2**32 - 1)
@@ -87,7 +87,7 @@ def frozen_copy(tree):
 
 
 def same(tree, copy):
-    return all(np.array_equal(a, b, equal_nan=True) for a, b in zip(tree_leaves(tree), copy))
+    return all(np.array_equal(a, b, equal_nan=True) for a, b in zip(tree_leaves(tree), copy, strict=True))
 
 
 # ----------------------------------------------------------------------------- the contract
@@ -104,12 +104,12 @@ def test_updates_follow_the_params(name, params, seed, scale, steps):
         updates, new_state = opt.update(grads, state, params)
         assert same((params, grads, state), kept), "update changed its inputs"
         assert tree_structure(updates) == tree_structure(grads)
-        for (path, u), g in zip(tree_leaves_with_paths(updates), tree_leaves(grads)):
+        for (path, u), g in zip(tree_leaves_with_paths(updates), tree_leaves(grads), strict=True):
             assert u.shape == g.shape and u.dtype == g.dtype and np.isfinite(u).all(), path
         assert all(not a.flags.writeable for a in tree_leaves(new_state) if isinstance(a, np.ndarray))
         new_params = optim.apply_updates(params, updates)
         assert tree_structure(new_params) == tree_structure(params)
-        for (path, a), b in zip(tree_leaves_with_paths(new_params), tree_leaves(params)):
+        for (path, a), b in zip(tree_leaves_with_paths(new_params), tree_leaves(params), strict=True):
             assert a.dtype == b.dtype and a.shape == b.shape, path
         for path in fc.tree.state_paths(params):  # optimizers never touch state fields
             assert dict(tree_leaves_with_paths(new_params))[path] is dict(tree_leaves_with_paths(params))[path]
@@ -194,7 +194,7 @@ def test_state_of_another_model_or_optimizer(name, params, other, seed):
     foreign = [optim.sgd(0.1, momentum=0.5).init(params), "state", None]
     mine, theirs = opt.init(params), opt.init(other)
     if tree_structure(mine) != tree_structure(theirs) or any(
-            np.shape(a) != np.shape(b) for a, b in zip(tree_leaves(mine), tree_leaves(theirs))):
+            np.shape(a) != np.shape(b) for a, b in zip(tree_leaves(mine), tree_leaves(theirs), strict=True)):
         foreign.append(theirs)  # (a state equal in structure and shapes, e.g. on masked leaves only, fits)
     for state in foreign:
         try:

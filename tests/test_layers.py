@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import typing
 
+import attrs
 import numpy as np
 import pytest
 from scipy import special
@@ -12,8 +13,16 @@ import functional_cnn as fc
 from functional_cnn.layer import Layer
 from layer_checks import LayerCase, run_all
 from layer_references import (
-    batch_norm_eval_reference, conv1d_reference, conv2d_stride1_reference, conv_reference, dense_reference,
-    layer_norm_reference, pool1d_reference, pool_reference, positive, signed,
+    batch_norm_eval_reference,
+    conv1d_reference,
+    conv2d_stride1_reference,
+    conv_reference,
+    dense_reference,
+    layer_norm_reference,
+    pool1d_reference,
+    pool_reference,
+    positive,
+    signed,
 )
 
 relu_ref = lambda p, x: np.maximum(x, 0)  # noqa: E731
@@ -207,7 +216,7 @@ def test_sigmoid_and_softmax_do_not_overflow():
 
 def test_params_are_immutable_records():
     _, params = fc.conv2d(2, 3).init(np.random.default_rng(0), (1, 5, 5))
-    with pytest.raises(Exception):
+    with pytest.raises(attrs.exceptions.FrozenInstanceError, match="can't set attribute"):
         params.w = np.zeros_like(params.w)
     with pytest.raises(ValueError, match="read-only"):
         params.w -= 1.0
@@ -222,7 +231,7 @@ def test_init_is_reproducible_and_uses_only_the_given_generator():
     _, a = net.init(np.random.default_rng(42), (1, 6, 6))
     _, b = net.init(np.random.default_rng(42), (1, 6, 6))
     _, c = net.init(np.random.default_rng(43), (1, 6, 6))
-    for x, y in zip(fc.tree_leaves(a), fc.tree_leaves(b)):
+    for x, y in zip(fc.tree_leaves(a), fc.tree_leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[0].w, c[0].w)
 
