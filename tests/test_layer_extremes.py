@@ -1,7 +1,12 @@
 """Layers at the edges of their domain: pooling windows of any size, gelu over every finite float."""
 from __future__ import annotations
 
-import tracemalloc
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,44 +16,72 @@ from hypothesis import strategies as st
 import functional_cnn as fc
 
 MB = 2**20
-
-
-def peak_allocation(make):
-    """Bytes allocated at the peak while ``make()`` runs (tracemalloc: Python and numpy buffers)."""
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        result = make()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert result is not None
-    return peak
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------------- pooling windows
-HUGE_POOLS = [
-    ("max_pool2d", lambda: fc.max_pool2d(3000), (1, 8, 8), r"window \(3000, 3000\) is larger than the input's "
-     r"spatial size \(8, 8\) \(in_shape \(1, 8, 8\)\)"),
-    ("avg_pool2d", lambda: fc.avg_pool2d(10**6), (2, 5, 9), r"window \(1000000, 1000000\) is larger than the "
-     r"input's spatial size \(5, 9\)"),
-    ("max_pool2d", lambda: fc.max_pool2d((1, 10**6), stride=2), (1, 4, 4), r"window \(1, 1000000\)"),
-    ("max_pool1d", lambda: fc.max_pool1d(10**8), (2, 7), "window 100000000 is longer than the input length 7"),
-    ("avg_pool1d", lambda: fc.avg_pool1d(10**8, 3), (2, 7), "window 100000000 is longer than the input length 7"),
-]
+# id: (factory name, constructor, per-example input shape, the start of init's message after "name: ")
+HUGE_POOLS = {
+    "max_pool2d-3000": ("max_pool2d", "fc.max_pool2d(3000)", (1, 8, 8),
+                        "window (3000, 3000) is larger than the input's spatial size (8, 8) (in_shape (1, 8, 8))"),
+    "avg_pool2d-1e6": ("avg_pool2d", "fc.avg_pool2d(10**6)", (2, 5, 9),
+                       "window (1000000, 1000000) is larger than the input's spatial size (5, 9)"),
+    "max_pool2d-1x1e6": ("max_pool2d", "fc.max_pool2d((1, 10**6), stride=2)", (1, 4, 4), "window (1, 1000000)"),
+    "max_pool1d-1e8": ("max_pool1d", "fc.max_pool1d(10**8)", (2, 7),
+                       "window 100000000 is longer than the input length 7"),
+    "avg_pool1d-1e8": ("avg_pool1d", "fc.avg_pool1d(10**8, 3)", (2, 7),
+                       "window 100000000 is longer than the input length 7"),
+}
 
-HUGE_IDS = ["max_pool2d-3000", "avg_pool2d-1e6", "max_pool2d-1x1e6", "max_pool1d-1e8", "avg_pool1d-1e8"]
+# Run in a child whose heap is capped at 1 GiB: should construction regress to size**2 offsets,
+# the child fails with MemoryError instead of exhausting the machine.
+CHILD = """
+import json, sys, tracemalloc
+import numpy as np
+import functional_cnn as fc
+
+def error_of(call):
+    try:
+        call()
+    except ValueError as err:
+        return str(err)
+    return None
+
+out = {}
+for key, make, in_shape in json.loads(sys.argv[1]):
+    tracemalloc.start()
+    layer = eval(make)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    init = error_of(lambda: layer.init(np.random.default_rng(0), tuple(in_shape), np.float32))
+    forward = error_of(lambda: layer.forward(None, np.zeros((1,) + tuple(in_shape), np.float32)))
+    out[key] = dict(peak=peak, init=init, forward=forward)
+print(json.dumps(out))
+"""
 
 
-@pytest.mark.parametrize("name, make, in_shape, message", HUGE_POOLS, ids=HUGE_IDS)
-def test_a_huge_window_costs_nothing_to_build_and_is_refused_at_init(name, make, in_shape, message):
-    assert peak_allocation(make) < 1 * MB
-    layer = make()
-    with pytest.raises(ValueError, match=f"^{name}: {message}"):
-        layer.init(np.random.default_rng(0), in_shape, np.float32)
-    x = np.zeros((1,) + in_shape, np.float32)
-    with pytest.raises(ValueError, match=f"^{name}: {message.split(' is ')[0]}"):
-        layer.forward(None, x)
+def _cap_heap():
+    resource.setrlimit(resource.RLIMIT_DATA, (1 << 30, 1 << 30))
+
+
+@pytest.fixture(scope="module")
+def huge_pools():
+    cases = json.dumps([(key, make, shape) for key, (_, make, shape, _) in HUGE_POOLS.items()])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", CHILD, cases], preexec_fn=_cap_heap, env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout)
+
+
+@pytest.mark.parametrize("key", list(HUGE_POOLS))
+def test_a_huge_window_costs_nothing_to_build_and_is_refused_at_init(huge_pools, key):
+    name, _, _, message = HUGE_POOLS[key]
+    got = huge_pools[key]
+    assert got["peak"] < 1 * MB, got  # tracemalloc: Python objects and numpy buffers made by the constructor
+    assert got["init"] is not None and got["init"].startswith(f"{name}: {message}"), got
+    window = message.split(" is ")[0]
+    assert got["forward"] is not None and got["forward"].startswith(f"{name}: {window}"), got
 
 
 def test_a_window_as_large_as_the_input_is_accepted():
