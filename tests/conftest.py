@@ -1,6 +1,7 @@
 import os
 import sys
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Let tests import the shared check helpers (layer_checks.py) by name.
@@ -21,6 +22,11 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     settings.load_profile(config.getoption("--fuzz"))
+    # Tests filter with assume(), never an early return: a test whose examples are all filtered
+    # must fail (FailedHealthCheck / Unsatisfiable), so these checks stay on in every profile.
+    suppressed = settings().suppress_health_check
+    if HealthCheck.filter_too_much in suppressed:
+        raise pytest.UsageError("conftest.py: the hypothesis profile must not suppress filter_too_much")
 
 
 def fuzz_scale(config_value: str) -> int:

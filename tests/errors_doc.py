@@ -85,7 +85,7 @@ def synced(doc: str) -> str:
     """``doc`` with every generated table replaced by the current cases."""
     cases = all_cases()
 
-    def table(m: "re.Match[str]") -> str:
+    def table(m: re.Match[str]) -> str:
         area = m.group("area")
         return f"<!-- cases: {area} -->\n{render(cases.get(area, []))}\n<!-- end cases -->"
 

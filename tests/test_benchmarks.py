@@ -58,9 +58,10 @@ def test_implementations_start_from_the_same_network(tiny_run):
     assert all(1.5 < v < 3.5 for v in losses.values()), losses
 
 
-def test_bad_implementation_name_is_refused():
-    with pytest.raises(SystemExit):
+def test_bad_implementation_name_is_refused(capsys):
+    with pytest.raises(SystemExit) as info:
         bench.main(["--impls", "fcnn,jax"])
+    assert info.value.code == 2 and "jax" in capsys.readouterr().err
 
 
 def test_notebook_000_forward_equals_functional_cnn_on_copied_weights():

@@ -45,7 +45,8 @@ def make_params(rng, hidden=4, dtype=np.float32):
 
 
 def make_opt_state(params):
-    moments = (DenseP(params[0].w * 0.5, params[0].b * 0.5), None, NormP(params[2].gamma * 2, params[2].beta, None, None))
+    moments = (DenseP(params[0].w * 0.5, params[0].b * 0.5), None,
+               NormP(params[2].gamma * 2, params[2].beta, None, None))
     return (MomentState(np.array(7, np.int32), moments, moments), np.int64(11), 3, 0.25, True)
 
 
@@ -79,7 +80,8 @@ def test_round_trip_with_templates_is_bit_exact(setup):
     assert isinstance(ck, Checkpoint)
     assert tree_structure(ck.params) == tree_structure(params)
     assert tree_structure(ck.opt_state) == tree_structure(opt_state)
-    for a, b in zip(tree_leaves(params) + tree_leaves(opt_state), tree_leaves(ck.params) + tree_leaves(ck.opt_state)):
+    saved, loaded = tree_leaves(params) + tree_leaves(opt_state), tree_leaves(ck.params) + tree_leaves(ck.opt_state)
+    for a, b in zip(saved, loaded, strict=True):
         assert_bit_exact(a, b)
         if isinstance(b, np.ndarray):
             assert not b.flags.writeable
@@ -155,7 +157,8 @@ def test_file_is_deterministic_and_a_plain_npz(setup, tmp_path):
     (dict(params=None, opt_state={"n": 2**70}), ValueError, "opt_state.n = 1180591620717411303424 does not fit"),
     (dict(params=None, config={"s": {1, 2}}), TypeError, "config must be JSON-serialisable: set"),
     (dict(params=None, extra=object()), TypeError, "extra must be JSON-serialisable"),
-    (dict(params=None, rng=np.random.RandomState(0)), TypeError, "rng must be a numpy.random.Generator or None, got RandomState"),
+    (dict(params=None, rng=np.random.RandomState(0)), TypeError,
+     "rng must be a numpy.random.Generator or None, got RandomState"),
     (dict(params=None, step=-1), ValueError, "save_checkpoint: step must be an integer >= 0, got -1"),
     (dict(params=None, step=1.0), TypeError, "step must be an integer"),
 ])
@@ -204,7 +207,7 @@ def test_failure_mid_write_leaves_previous_checkpoint(setup, monkeypatch):
 
 
 def test_missing_folder_creates_nothing(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="No such file or directory"):
         save_checkpoint(tmp_path / "no" / "c.npz", params=None)
     assert os.listdir(tmp_path) == []
 

@@ -29,7 +29,8 @@ def exploding_backward():
 def test_forward_nan_names_the_layer():
     net = debug(fc.serial(fc.dense(4), log_layer(), fc.dense(2)))
     _, p = net.init(np.random.default_rng(0), (3,))
-    with pytest.raises(NonFiniteError, match=r"forward of layer 1 log\(\): output has \d+ NaN .*input was finite") as info:
+    with pytest.raises(NonFiniteError,
+                       match=r"forward of layer 1 log\(\): output has \d+ NaN .*input was finite") as info:
         net.forward(p, np.array([[1, 2, 3], [-1, -2, -3]], np.float32))  # outputs of opposite signs
     assert info.value.layer == "1" and info.value.direction == "forward"
 
@@ -38,7 +39,8 @@ def test_backward_inf_names_the_layer_and_tensor():
     net = debug(fc.serial(fc.dense(3), exploding_backward(), fc.dense(2)))
     _, p = net.init(np.random.default_rng(0), (3,))
     y, cache = net.forward(p, np.ones((2, 3), np.float32))
-    with pytest.raises(NonFiniteError, match=r"backward of layer 1 explode\(\): dx has 0 NaN and \d+ Inf \(dy was finite\)"):
+    with pytest.raises(NonFiniteError,
+                       match=r"backward of layer 1 explode\(\): dx has 0 NaN and \d+ Inf \(dy was finite\)"):
         net.backward(p, cache, np.ones_like(y))
 
 

@@ -115,8 +115,9 @@ def test_seed2_binary_draws_balanced_disjoint_zeros_and_ones():
 
 
 def test_seed2_binary_refuses_more_than_100_per_class(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         load_example("seed2_binary").main(["--per-class", "101"])
+    assert info.value.code == 2
     assert "--per-class must be in [1, 100]" in capsys.readouterr().err
 
 

@@ -13,7 +13,6 @@ import math
 import os
 import struct
 import sys
-import time
 import tracemalloc
 import zipfile
 import zlib
@@ -37,15 +36,17 @@ def scale(request):
 
 
 def measured(call):
-    """``(result or exception, peak bytes allocated, seconds)`` of ``call()``."""
+    """``(result or exception, peak bytes allocated)`` of ``call()``; every caller checks the exception's type.
+
+    Memory, not time: a bomb or a runaway loop shows as allocation, and timings flake on a busy machine.
+    """
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         try:
             result = call()
-        except Exception as err:  # noqa: BLE001 (the caller checks the type)
+        except Exception as err:  # noqa: BLE001 (returned, and the caller asserts its exact type)
             result = err
-        return result, tracemalloc.get_traced_memory()[1], time.perf_counter() - start
+        return result, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
 
@@ -83,8 +84,7 @@ def same_content(ck, reference):
 def load_bytes(path, data, **kw):
     """Write ``data`` to ``path`` and load it, checking the error contract on the way."""
     path.write_bytes(data)
-    got, peak, seconds = measured(lambda: load_checkpoint(path, **kw))
-    assert seconds < 2.0, f"{seconds:.1f} s for {len(data)} bytes"
+    got, peak = measured(lambda: load_checkpoint(path, **kw))
     assert peak <= 3 * len(data) + (256 << 10), f"{peak} bytes allocated for a {len(data)}-byte file"
     if isinstance(got, Exception):
         assert isinstance(got, CheckpointError), repr(got)
@@ -189,11 +189,11 @@ CASES = [
 def test_wrong_files(tmp_path, good, name, make, reason, needle):
     path = tmp_path / "c.npz"
     make(path, good)
-    got, peak, seconds = measured(lambda: load_checkpoint(path, params_like=PARAMS))
+    got, peak = measured(lambda: load_checkpoint(path, params_like=PARAMS))
     assert isinstance(got, CheckpointError), repr(got)
     assert got.reason == reason and needle in str(got), str(got)
     assert str(got).startswith(f"load_checkpoint: {path}: ") and "\n" not in str(got)
-    assert seconds < 1.0 and peak < 256 << 10
+    assert peak < 256 << 10
 
 
 def test_a_recompressed_checkpoint_still_loads(tmp_path, good):
@@ -211,9 +211,9 @@ def test_a_deflate_bomb_member_is_read_only_as_far_as_it_claims(tmp_path):
     struct.pack_into("<I", data, 22, 200)  # uncompressed size in the local header
     struct.pack_into("<I", data, data.find(b"PK\x01\x02") + 24, 200)  # ... and in the central directory
     path.write_bytes(bytes(data))
-    got, peak, seconds = measured(lambda: load_checkpoint(path))
+    got, peak = measured(lambda: load_checkpoint(path))
     assert isinstance(got, CheckpointError) and got.reason == "corrupt", repr(got)
-    assert peak < 1 << 20 and seconds < 1.0
+    assert peak < 1 << 20
 
 
 def test_another_architecture_names_the_first_few_keys_with_counts(tmp_path, good):
@@ -241,7 +241,7 @@ def forge(good, change):
     try:
         keys = [e["key"] for e in manifest["arrays"]]
         manifest["sha256"] = ck_mod._digest([(k, arrays[k]) for k in keys], manifest)
-    except Exception:  # noqa: BLE001 (a manifest too broken to hash: the loader must say so)
+    except (KeyError, TypeError, AttributeError):  # a manifest too broken to hash: the loader must say so
         pass
     blob = json.dumps(manifest).encode() if not isinstance(manifest, bytes) else manifest
     buf = io.BytesIO()
@@ -386,7 +386,7 @@ def check_idx(data):
     """``read_idx(data)`` agrees with the oracle, raises only DatasetError and stays within memory."""
     is_gz = data[:2] == b"\x1f\x8b"
     raw = inflate(data) if is_gz else data
-    got, peak, seconds = measured(lambda: read_idx(data, name="fuzz"))
+    got, peak = measured(lambda: read_idx(data, name="fuzz"))
     want = oracle(raw) if raw is not None else None
     if want is None:
         assert isinstance(got, DatasetError), repr(got)
@@ -397,7 +397,6 @@ def check_idx(data):
         assert got.tobytes() == want.astype(got.dtype).tobytes() and not got.flags.writeable
     inflated = len(raw) if raw is not None else 1100 * len(data)
     assert peak <= 2 * inflated + (256 << 10), (peak, len(data))
-    assert seconds < 2.0
     return got
 
 
@@ -466,9 +465,9 @@ def test_gzip_bombs_cost_what_the_header_declares(declared, behind, gz_members):
     body = header(8, [declared]) + bytes(declared)
     bomb = (gzip.compress(body + bytes(behind)) if gz_members == 1
             else gzip.compress(body) + gzip.compress(bytes(behind)))
-    got, peak, seconds = measured(lambda: read_idx(bomb, name="bomb"))
+    got, peak = measured(lambda: read_idx(bomb, name="bomb"))
     assert isinstance(got, DatasetError) and "trailing bytes" in str(got), repr(got)
-    assert len(bomb) < 200_000 and peak < 2 * declared + (256 << 10) and seconds < 1.0, (peak, seconds)
+    assert len(bomb) < 200_000 and peak < 2 * declared + (256 << 10), peak
 
 
 def test_headers_numpy_cannot_hold_are_dataset_errors():
@@ -495,7 +494,7 @@ def test_idx_memory_for_valid_files(tmp_path):
             data = idx_bytes(arr)
             data = gzip.compress(data, 1) if gz else data
             (tmp_path / "f").write_bytes(data)
-            got, peak, _ = measured(lambda: read_idx(tmp_path / "f"))
+            got, peak = measured(lambda: read_idx(tmp_path / "f"))
             # raw: one buffer, filled in place and byte-swapped there; gzip: one buffer grown by chunks
             bound = 1.25 * arr.nbytes + (768 << 10) if gz else arr.nbytes + (64 << 10)
             assert np.array_equal(got, arr) and peak <= bound, (gz, arr.dtype, peak)

@@ -9,13 +9,13 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import functional_cnn as fc
 from errors_doc import Case, assert_named
 from functional_cnn.layers import BatchNormParams, BiasParams, Conv1DParams, Conv2DParams, DenseParams
-from functional_cnn.tree import tree_leaves, tree_leaves_with_paths, tree_map, tree_structure, trainable
+from functional_cnn.tree import trainable, tree_leaves, tree_leaves_with_paths, tree_map, tree_structure
 
 FLOATS = (np.float16, np.float32, np.float64)
 SEEDS = st.integers(0, 2**32 - 1)
@@ -71,7 +71,8 @@ def pool_spec(draw):
     stride = draw(st.one_of(st.none(), st.integers(1, 3)))
     if name.endswith("1d"):
         return name, getattr(fc, name)(draw(st.integers(1, 3)), stride), (c, draw(st.integers(1, 7)))
-    return name, getattr(fc, name)(draw(pair_or_int(1, 3)), stride), (c, draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    hw = (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    return name, getattr(fc, name)(draw(pair_or_int(1, 3)), stride), (c,) + hw
 
 
 @st.composite
@@ -80,9 +81,9 @@ def feature_shape(draw):
 
 
 @st.composite
-def elementwise_spec(draw):
-    name = draw(st.sampled_from(["relu", "leaky_relu", "sigmoid", "tanh", "gelu", "identity", "softmax",
-                                 "log_softmax", "flatten", "dropout", "bias", "layer_norm"]))
+def elementwise_spec(draw, names=("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "identity", "softmax",
+                                  "log_softmax", "flatten", "dropout", "bias", "layer_norm")):
+    name = draw(st.sampled_from(names))
     shape = draw(feature_shape())
     make = {
         "leaky_relu": lambda: fc.leaky_relu(draw(st.floats(0, 1))),
@@ -117,9 +118,9 @@ def batch_norm_spec(draw):
 
 
 @st.composite
-def combinator_spec(draw):
+def combinator_spec(draw, kinds=("serial", "residual", "parallel", "fan_out", "fan_in_sum", "fan_in_concat")):
     f = draw(st.integers(1, 4))
-    kind = draw(st.sampled_from(["serial", "residual", "parallel", "fan_out", "fan_in_sum", "fan_in_concat"]))
+    kind = draw(st.sampled_from(kinds))
     if kind == "serial":
         body = draw(st.lists(st.sampled_from(["dense", "relu", "tanh", "layer_norm", "batch_norm"]), min_size=1,
                              max_size=3))
@@ -167,8 +168,7 @@ def test_forward_backward_contract(family, n, dtype, train, seed, data):
     name, layer, in_shape = data.draw(FAMILIES[family], label="spec")
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, dtype, rng)
-    if got is None:
-        return
+    assume(got is not None)
     out_shape, params = got
     x = make_x(in_shape, n, dtype, rng)
     x_before = [a.copy() for a in arrays(x)]
@@ -182,23 +182,23 @@ def test_forward_backward_contract(family, n, dtype, train, seed, data):
         warnings.simplefilter("error")  # no 0/0, no mean of an empty slice, no overflow
         y, cache = layer.forward(params, x, rng=fwd_rng, train=train)
         outs = (y,) if not multi(out_shape) else y
-        for o, s in zip(outs, (out_shape,) if not multi(out_shape) else out_shape):
+        for o, s in zip(outs, (out_shape,) if not multi(out_shape) else out_shape, strict=True):
             assert o.shape == (n,) + tuple(s) and o.dtype == dtype, (o.shape, o.dtype, s)
             assert np.isfinite(o).all()
         dy = make_x(out_shape, n, dtype, rng)
         grads, dx = layer.backward(params, cache, dy)
-        for a, b in zip(arrays(dx), arrays(x)):
+        for a, b in zip(arrays(dx), arrays(x), strict=True):
             assert a.shape == b.shape and a.dtype == dtype and np.isfinite(a).all()
         want = trainable(params)
         assert tree_structure(grads) == tree_structure(want)
-        for (path, g), p in zip(tree_leaves_with_paths(grads), tree_leaves(want)):
+        for (path, g), p in zip(tree_leaves_with_paths(grads), tree_leaves(want), strict=True):
             assert g.shape == p.shape and g.dtype == p.dtype and np.isfinite(g).all(), path
             if n == 0:
                 assert not g.any(), f"{path}: an empty batch must give zero gradients"
         new = layer.update_state(params, cache)
         assert tree_structure(new) == tree_structure(params)
-    assert all(np.array_equal(a, b) for a, b in zip(arrays(x), x_before)), "forward/backward changed x"
-    assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(params), p_before)), "params changed"
+    assert all(np.array_equal(a, b) for a, b in zip(arrays(x), x_before, strict=True)), "forward/backward changed x"
+    assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(params), p_before, strict=True)), "params changed"
 
 
 @by_family
@@ -209,15 +209,16 @@ def test_low_precision_agrees_with_float64(family, seed, dtype, data):
     name, layer, in_shape = data.draw(FAMILIES[family], label="spec")
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, np.float64, rng)
-    if got is None or (dtype == np.float16 and any(k in repr(layer) for k in ("batch_norm", "layer_norm"))):
-        return  # normalizing by a small batch's spread is ill-conditioned in float16
+    assume(got is not None)
+    # normalizing by a small batch's spread is ill-conditioned in float16
+    assume(dtype != np.float16 or not any(k in repr(layer) for k in ("batch_norm", "layer_norm")))
     _, p64 = got
     x64 = make_x(in_shape, 3, np.float64, rng)
     y64, _ = layer.forward(p64, x64, train=False)
     low = fc.tree_cast(p64, dtype)
     xl = tree_map(lambda a: a.astype(dtype), x64) if multi(in_shape) else x64.astype(dtype)
     yl, _ = layer.forward(low, xl, train=False)
-    for a, b in zip(arrays(yl), arrays(y64)):
+    for a, b in zip(arrays(yl), arrays(y64), strict=True):
         assert a.dtype == dtype
         tol = 64 * np.finfo(dtype).eps * (1 + float(np.abs(b).max(initial=0)))
         np.testing.assert_allclose(a.astype(np.float64), b, rtol=tol, atol=tol)
@@ -232,8 +233,7 @@ def test_nan_and_inf_inputs_are_data(family, seed, value, data):
     name, layer, in_shape = data.draw(FAMILIES[family], label="spec")
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, np.float32, rng)
-    if got is None:
-        return
+    assume(got is not None)
     out_shape, params = got
     x = make_x(in_shape, 2, np.float32, rng)
     first = arrays(x)[0]
@@ -256,8 +256,7 @@ BAD_DTYPES = [np.uint8, np.int32, np.int64, bool, object, np.complex64, np.compl
 def test_non_float_inputs_are_refused(family, bad, seed, data):
     name, layer, in_shape = data.draw(FAMILIES[family], label="spec")
     got = init_or_named_error(name, layer, in_shape, np.float32, np.random.default_rng(seed))
-    if got is None:
-        return
+    assume(got is not None)
     x = make_x(in_shape, 2, np.float32, np.random.default_rng(seed))
     x = tuple(a.astype(bad) for a in x) if multi(in_shape) else x.astype(bad)
     with pytest.raises(TypeError) as info:
@@ -266,13 +265,12 @@ def test_non_float_inputs_are_refused(family, bad, seed, data):
 
 
 @settings()
-@given(spec=LAYER_SPECS, seed=SEEDS, other=st.sampled_from(FLOATS))
+@given(spec=LAYER_SPECS, seed=SEEDS, other=st.sampled_from([np.float16, np.float64]))
 def test_float_dtype_other_than_the_params(spec, seed, other):
     """A layer with params refuses x of another float dtype; a param-free layer computes in x's dtype."""
     name, layer, in_shape = spec
     got = init_or_named_error(name, layer, in_shape, np.float32, np.random.default_rng(seed))
-    if got is None or other == np.float32:
-        return
+    assume(got is not None)
     x = make_x(in_shape, 2, other, np.random.default_rng(seed))
     if tree_leaves(got[1]):
         with pytest.raises(TypeError) as info:
@@ -292,8 +290,7 @@ def test_zero_length_axes_are_refused(family, seed, data):
     name, layer, in_shape = data.draw(FAMILIES[family], label="spec")
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, np.float32, rng)
-    if got is None:
-        return
+    assume(got is not None)
     shapes = in_shape if multi(in_shape) else (in_shape,)
     which = data.draw(st.integers(0, len(shapes) - 1))
     axis = data.draw(st.integers(0, len(shapes[which]) - 1))
@@ -316,8 +313,7 @@ NOT_ARRAYS = [None, "x", {"x": 1}, object(), 3 + 1j, [[1.0, 2.0], [1.0]], np.flo
 def test_non_arrays_are_refused(spec, bad, seed):
     name, layer, in_shape = spec
     got = init_or_named_error(name, layer, in_shape, np.float32, np.random.default_rng(seed))
-    if got is None:
-        return
+    assume(got is not None)
     with pytest.raises((TypeError, ValueError)) as info:
         layer.forward(got[1], bad, rng=np.random.default_rng(0), train=True)
     assert_named(info.value, name)
@@ -329,8 +325,7 @@ def test_wrong_dy_is_refused(spec, seed, change):
     name, layer, in_shape = spec
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, np.float32, rng)
-    if got is None:
-        return
+    assume(got is not None)
     out_shape, params = got
     y, cache = layer.forward(params, make_x(in_shape, 2, np.float32, rng), rng=rng, train=False)
 
@@ -343,19 +338,13 @@ def test_wrong_dy_is_refused(spec, seed, change):
     assert_named(info.value, name)
 
 
-# Layers whose backward checks dy's dtype (conv2d, pools, dense and activations do not yet: see the report).
-DY_CHECKED = ("bias", "flatten", "reshape", "dropout", "batch_norm", "layer_norm", "conv1d", "max_pool1d",
-              "avg_pool1d", "fan_out", "fan_in_sum", "fan_in_concat", "parallel")
-
-
 @settings()
 @given(spec=LAYER_SPECS, seed=SEEDS, bad=st.sampled_from([np.int64, np.complex64, bool, object]))
 def test_non_float_dy_is_refused(spec, seed, bad):
     name, layer, in_shape = spec
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, np.float32, rng)
-    if got is None or name not in DY_CHECKED:
-        return
+    assume(got is not None)
     y, cache = layer.forward(got[1], make_x(in_shape, 2, np.float32, rng), rng=rng, train=True)
     dy = tuple(a.astype(bad) for a in y) if multi(got[0]) else y.astype(bad)
     with pytest.raises(TypeError) as info:
@@ -364,23 +353,27 @@ def test_non_float_dy_is_refused(spec, seed, bad):
 
 
 # ----------------------------------------------------------------------------- params structure
-@by_family
+# The layers that have params (a parameter-free layer such as relu or a pool ignores them).
+WITH_PARAMS = dict(conv2d=conv2d_spec(), conv1d=conv1d_spec(), dense=dense_spec(), batch_norm=batch_norm_spec(),
+                   elementwise=elementwise_spec(names=("bias", "layer_norm")),
+                   combinator=combinator_spec(kinds=("serial", "residual", "parallel")))
+
+
+@pytest.mark.parametrize("family", list(WITH_PARAMS))
 @settings()
 @given(seed=SEEDS, wrong=st.sampled_from(["none", "other record", "tuple", "short", "long"]), data=st.data())
 def test_params_of_another_structure_show_both(family, seed, wrong, data):
     """Wrong record type or tuple length: a TypeError naming the layer and listing what was passed by path."""
-    name, layer, in_shape = data.draw(FAMILIES[family], label="spec")
+    name, layer, in_shape = data.draw(WITH_PARAMS[family], label="spec")
     rng = np.random.default_rng(seed)
     got = init_or_named_error(name, layer, in_shape, np.float32, rng)
-    if got is None:
-        return
+    assume(got is not None)
     params = got[1]
+    assert params is not None, name
     other = BiasParams(np.ones(3, np.float32)) if not isinstance(params, BiasParams) else DenseParams(np.ones((2, 2)))
     if isinstance(params, tuple):
         bad = {"none": None, "other record": other, "tuple": [*params], "short": params[:-1],
                "long": params + (None,)}[wrong]
-    elif params is None:
-        return  # a parameter-free layer ignores params
     else:
         bad = {"none": None, "other record": other, "tuple": (params,), "short": (), "long": (params, params)}[wrong]
     with pytest.raises(TypeError) as info:
@@ -430,13 +423,18 @@ FACTORIES = {  # name: (factory, valid kwargs, a valid per-example input shape)
 HYPER = [(name, arg) for name, (_, kw, _) in FACTORIES.items() for arg in kw]
 
 
+# Sizes far beyond the inputs: construction must cost nothing, init must refuse the window.
+LARGE = st.sampled_from([3000, 10**6])
+GEOMETRY = ("size", "stride", "kernel_size", "dilation")
+
+
 @settings()
-@given(which=st.sampled_from(HYPER), value=JUNK, seed=SEEDS)
-def test_junk_hyperparameters(which, value, seed):
+@given(which=st.sampled_from(HYPER), data=st.data(), seed=SEEDS)
+def test_junk_hyperparameters(which, data, seed):
     """Any value for any argument: a working layer, or a TypeError/ValueError naming the factory and argument."""
     name, arg = which
     factory, kwargs, in_shape = FACTORIES[name]
-    # (JUNK holds no size in [10, 2**31): pool.py builds size**2 window offsets at construction, see the report)
+    value = data.draw(st.one_of(JUNK, LARGE) if arg in GEOMETRY else JUNK, label="value")
     try:
         layer = factory(**{**kwargs, arg: value})
     except (ValueError, TypeError) as err:

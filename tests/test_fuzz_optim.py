@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import functional_cnn as fc
@@ -18,7 +18,7 @@ from errors_doc import Case, assert_named
 from functional_cnn import optim
 from functional_cnn.layers import BatchNormParams, DenseParams
 from functional_cnn.optim import schedules as S
-from functional_cnn.tree import tree_leaves, tree_leaves_with_paths, tree_map, tree_structure, trainable
+from functional_cnn.tree import trainable, tree_leaves, tree_leaves_with_paths, tree_map, tree_structure
 
 FLOATS = (np.float16, np.float32, np.float64)
 SEEDS = st.integers(0, 2**32 - 1)
@@ -87,7 +87,7 @@ def frozen_copy(tree):
 
 
 def same(tree, copy):
-    return all(np.array_equal(a, b, equal_nan=True) for a, b in zip(tree_leaves(tree), copy))
+    return all(np.array_equal(a, b, equal_nan=True) for a, b in zip(tree_leaves(tree), copy, strict=True))
 
 
 # ----------------------------------------------------------------------------- the contract
@@ -104,12 +104,12 @@ def test_updates_follow_the_params(name, params, seed, scale, steps):
         updates, new_state = opt.update(grads, state, params)
         assert same((params, grads, state), kept), "update changed its inputs"
         assert tree_structure(updates) == tree_structure(grads)
-        for (path, u), g in zip(tree_leaves_with_paths(updates), tree_leaves(grads)):
+        for (path, u), g in zip(tree_leaves_with_paths(updates), tree_leaves(grads), strict=True):
             assert u.shape == g.shape and u.dtype == g.dtype and np.isfinite(u).all(), path
         assert all(not a.flags.writeable for a in tree_leaves(new_state) if isinstance(a, np.ndarray))
         new_params = optim.apply_updates(params, updates)
         assert tree_structure(new_params) == tree_structure(params)
-        for (path, a), b in zip(tree_leaves_with_paths(new_params), tree_leaves(params)):
+        for (path, a), b in zip(tree_leaves_with_paths(new_params), tree_leaves(params), strict=True):
             assert a.dtype == b.dtype and a.shape == b.shape, path
         for path in fc.tree.state_paths(params):  # optimizers never touch state fields
             assert dict(tree_leaves_with_paths(new_params))[path] is dict(tree_leaves_with_paths(params))[path]
@@ -123,8 +123,7 @@ def test_non_finite_grads_are_not_hidden(name, params, seed, value):
     """A NaN/Inf gradient is data: no error, and the updates show it (never a silent finite step)."""
     grads = grads_for(params, np.random.default_rng(seed))
     path = _first_array_path(grads)
-    if path is None or dict(tree_leaves_with_paths(grads))[path].size == 0:
-        return
+    assume(path is not None and dict(tree_leaves_with_paths(grads))[path].size > 0)
     grads = fc.tree.tree_map_with_path(lambda p, a: np.full_like(a, value) if p == path else a, grads)
     opt = OPTIMIZERS[name]()
     with np.errstate(all="ignore"):
@@ -195,7 +194,7 @@ def test_state_of_another_model_or_optimizer(name, params, other, seed):
     foreign = [optim.sgd(0.1, momentum=0.5).init(params), "state", None]
     mine, theirs = opt.init(params), opt.init(other)
     if tree_structure(mine) != tree_structure(theirs) or any(
-            np.shape(a) != np.shape(b) for a, b in zip(tree_leaves(mine), tree_leaves(theirs))):
+            np.shape(a) != np.shape(b) for a, b in zip(tree_leaves(mine), tree_leaves(theirs), strict=True)):
         foreign.append(theirs)  # (a state equal in structure and shapes, e.g. on masked leaves only, fits)
     for state in foreign:
         try:
@@ -211,10 +210,9 @@ def test_state_of_another_model_or_optimizer(name, params, other, seed):
 def test_apply_updates_mismatches(params, seed, how):
     updates = grads_for(params, np.random.default_rng(seed))
     path = _first_array_path(updates)
+    assume(how == "structure" or path is not None)
     if how == "structure":
         bad, exc = (updates, None, None), TypeError
-    elif path is None:
-        return
     elif how == "shape":
         bad, exc = fc.tree.tree_map_with_path(lambda p, a: a[None] if p == path else a, updates), ValueError
     else:
@@ -279,8 +277,9 @@ def test_junk_hyperparameters(which, value, step):
     if isinstance(made, S.Schedule):
         assert math.isfinite(made(step)) or name == "exponential_decay"  # a growing rate may overflow to inf
         return
-    if not isinstance(made, optim.GradientTransformation):
-        return  # a mask
+    if not isinstance(made, optim.GradientTransformation):  # a mask: a predicate on (path, leaf)
+        assert name == "path_mask" and isinstance(made("0.w", PARAMS[0].w), bool), (name, made)
+        return
     try:
         state = made.init(PARAMS)
         updates, _ = made.update(grads_for(PARAMS, np.random.default_rng(0)), state, PARAMS)

@@ -78,7 +78,7 @@ TREES = st.recursive(st.one_of(st.none(), LEAVES), _grow, max_leaves=12)
 
 
 def _same_leaves(a, b):
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 @settings()
@@ -101,7 +101,7 @@ def test_paths_are_unique_and_describe_every_leaf(tree):
     pairs = tree_leaves_with_paths(tree)
     paths = [p for p, _ in pairs]
     assert len(set(paths)) == len(paths) == len(tree_leaves(tree))
-    assert all(x is y for (_, x), y in zip(pairs, tree_leaves(tree)))
+    assert all(x is y for (_, x), y in zip(pairs, tree_leaves(tree), strict=True))
     text = tree_describe(tree, limit=100)
     assert all(f"  {p or '<root>'}: " in text for p in paths)
     assert tree_size(tree) == sum(int(np.size(x)) for x in tree_leaves(tree))
@@ -123,7 +123,7 @@ def test_trainable_drops_exactly_the_state_fields(tree):
 def test_tree_cast_touches_only_float_arrays(tree, dtype):
     out = tree_cast(tree, dtype)
     assert tree_structure(out) == tree_structure(tree)
-    for a, b in zip(tree_leaves(out), tree_leaves(tree)):
+    for a, b in zip(tree_leaves(out), tree_leaves(tree), strict=True):
         if isinstance(b, np.ndarray) and np.issubdtype(b.dtype, np.floating):
             assert a.dtype == dtype and a.shape == b.shape and a.flags.writeable == b.flags.writeable
         else:
@@ -250,7 +250,12 @@ def test_user_function_errors_propagate_unchanged():
 
 
 def test_treedef_is_a_value():
-    assert isinstance(tree_structure(T), TreeDef) and tree_structure(T) == tree_structure(T)
+    """Two trees of one structure (other leaves, separate objects) have equal, equally hashed TreeDefs."""
+    same = (Rec(np.zeros((5,), np.float64)), {"a": np.ones(1)})
+    assert isinstance(tree_structure(T), TreeDef)
+    assert tree_structure(T) == tree_structure(same) and hash(tree_structure(T)) == hash(tree_structure(same))
+    assert tree_structure(T) != tree_structure((Rec(np.ones(2)), {"b": np.zeros(3)}))
+    assert tree_structure(T) != tree_structure((Rec(np.ones(2)),))
 
 
 # ----------------------------------------------------------------------------- docs/errors.md

@@ -1,89 +1,34 @@
 """One table of layer cases, each run through the same checks (see layer_checks.py)."""
 from __future__ import annotations
 
+import inspect
+import typing
+
+import attrs
 import numpy as np
 import pytest
-from scipy import signal, special
+from scipy import special
 
 import functional_cnn as fc
+from functional_cnn.layer import Layer
 from layer_checks import LayerCase, run_all
-
-
-# --- naive references, written independently of the layers -------------------------------
-
-def conv_reference(stride=1, padding=0, dilation=1, groups=1):
-    """Loops over samples and channel pairs with scipy.signal.correlate2d."""
-    s = (stride, stride) if isinstance(stride, int) else stride
-    d = (dilation, dilation) if isinstance(dilation, int) else dilation
-
-    def ref(params, x):
-        w, b = params.w, params.b
-        c_out, cg, kh, kw = w.shape
-        eff = (d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1)
-        if padding == "same":
-            pads = []
-            for size, e, ss in zip(x.shape[2:], eff, s):
-                out = -(-size // ss)
-                tot = max((out - 1) * ss + e - size, 0)
-                pads.append((tot // 2, tot - tot // 2))
-        else:
-            p = (padding, padding) if isinstance(padding, int) else padding
-            pads = [(p[0], p[0]), (p[1], p[1])]
-        xp = np.pad(x, ((0, 0), (0, 0), pads[0], pads[1]))
-        out_per_group = c_out // groups
-        ys = []
-        for n in range(x.shape[0]):
-            chans = []
-            for o in range(c_out):
-                grp = o // out_per_group
-                acc = 0.0
-                for j in range(cg):
-                    k = np.zeros(eff)
-                    k[:: d[0], :: d[1]] = w[o, j]  # dilated kernel
-                    acc = acc + signal.correlate2d(xp[n, grp * cg + j], k, mode="valid")
-                acc = acc[:: s[0], :: s[1]]
-                chans.append(acc + (b[o] if b is not None else 0.0))
-            ys.append(np.stack(chans))
-        return np.stack(ys)
-
-    return ref
-
-
-def pool_reference(size, stride=None, op=np.max):
-    k = size
-    s = stride or size
-
-    def ref(params, x):
-        n, c, h, w = x.shape
-        oh, ow = (h - k) // s + 1, (w - k) // s + 1
-        y = np.empty((n, c, oh, ow))
-        for i in range(oh):
-            for j in range(ow):
-                y[:, :, i, j] = op(x[:, :, i * s : i * s + k, j * s : j * s + k], axis=(2, 3))
-        return y
-
-    return ref
-
-
-def dense_reference(params, x):
-    y = np.einsum("nf,fo->no", x, params.w)
-    return y + params.b if params.b is not None else y
-
-
-def positive(rng, shape):
-    """Distinct positive values: keeps relu/max-pool kinks far from the difference step."""
-    return rng.permutation(np.prod(shape)).reshape(shape) / np.prod(shape) + 0.1
-
-
-def signed(rng, shape):
-    """Distinct values in (-0.5, 0.5), none near the kink at 0 (offset 0.3 of a grid step)."""
-    return positive(rng, shape) - 0.6 + 0.3 / np.prod(shape)
-
+from layer_references import (
+    batch_norm_eval_reference,
+    conv1d_reference,
+    conv2d_stride1_reference,
+    conv_reference,
+    dense_reference,
+    layer_norm_reference,
+    pool1d_reference,
+    pool_reference,
+    positive,
+    signed,
+)
 
 relu_ref = lambda p, x: np.maximum(x, 0)  # noqa: E731
 gelu_ref = lambda p, x: x * special.ndtr(x)  # noqa: E731
+identity_ref = lambda p, x: x  # noqa: E731
 
-seed_net = fc.serial(fc.conv2d(4, 3), fc.relu(), fc.max_pool2d(2), fc.flatten(), fc.dense(10))
 seed_net_small = fc.serial(fc.conv2d(4, 3), fc.relu(), fc.max_pool2d(2), fc.flatten(), fc.dense(5))
 
 
@@ -94,6 +39,11 @@ def serial_reference(params, x):
     return dense_reference(dense, h)
 
 
+inception = fc.serial(fc.fan_out(2), fc.parallel(fc.conv2d(2, 1), fc.conv2d(3, 3, padding=1)), fc.fan_in_concat(1))
+res_proj = fc.residual(fc.serial(fc.conv2d(4, 3, padding=1), fc.tanh(), fc.conv2d(4, 1)), projection=fc.conv2d(4, 1))
+
+# One row or more per public layer factory and combinator; test_every_public_layer_factory_has_a_row
+# derives the factories from functional_cnn.__all__ and fails when one has no row.
 CASES = [
     LayerCase("conv2d", fc.conv2d(3, 3), (2, 6, 5), conv_reference()),
     LayerCase("conv2d-nobias", fc.conv2d(2, 2, use_bias=False), (1, 4, 4), conv_reference()),
@@ -108,6 +58,13 @@ CASES = [
               conv_reference(stride=(2, 1), padding=(1, 2), dilation=(1, 2))),
     LayerCase("conv2d-groups", fc.conv2d(4, 3, groups=2, padding=1), (4, 5, 5), conv_reference(padding=1, groups=2)),
     LayerCase("conv2d-depthwise", fc.conv2d(3, 3, groups=3), (3, 5, 5), conv_reference(groups=3)),
+    LayerCase("conv1d", fc.conv1d(3, 3), (2, 9), conv1d_reference()),
+    LayerCase("conv1d-nobias", fc.conv1d(2, 2, use_bias=False), (1, 6), conv1d_reference()),
+    LayerCase("conv1d-stride-pad", fc.conv1d(2, 3, stride=2, padding=2), (2, 9), conv1d_reference(2, 2)),
+    LayerCase("conv1d-same-dilation", fc.conv1d(2, 3, padding="same", dilation=2, stride=2), (2, 11),
+              conv1d_reference(2, "same", 2)),
+    LayerCase("conv1d-groups", fc.conv1d(4, 3, groups=2, padding=1), (4, 7), conv1d_reference(1, 1, 1, 2)),
+    LayerCase("conv1d-depthwise", fc.conv1d(3, 2, groups=3), (3, 6), conv1d_reference(groups=3)),
     LayerCase("max_pool2d", fc.max_pool2d(2), (2, 6, 6), pool_reference(2), x_fn=positive),
     LayerCase("max_pool2d-odd", fc.max_pool2d(2), (2, 5, 7), pool_reference(2), x_fn=positive),
     LayerCase("max_pool2d-overlap", fc.max_pool2d(3, 2), (2, 7, 7), pool_reference(3, 2), x_fn=positive),
@@ -115,13 +72,17 @@ CASES = [
     LayerCase("avg_pool2d", fc.avg_pool2d(2), (2, 5, 6), pool_reference(2, op=np.mean)),
     LayerCase("avg_pool2d-overlap", fc.avg_pool2d(3, 1), (2, 5, 5), pool_reference(3, 1, op=np.mean)),
     LayerCase("global_avg_pool2d", fc.global_avg_pool2d(), (3, 4, 5), lambda p, x: x.mean(axis=(2, 3))),
+    LayerCase("max_pool1d", fc.max_pool1d(2), (2, 9), pool1d_reference(2), x_fn=positive),
+    LayerCase("max_pool1d-overlap", fc.max_pool1d(3, 2), (2, 9), pool1d_reference(3, 2), x_fn=positive),
+    LayerCase("avg_pool1d", fc.avg_pool1d(3), (2, 8), pool1d_reference(3, op=np.mean)),
+    LayerCase("avg_pool1d-stride1", fc.avg_pool1d(2, 1), (1, 5), pool1d_reference(2, 1, op=np.mean)),
     LayerCase("dense", fc.dense(4), (5,), dense_reference),
     LayerCase("dense-nobias", fc.dense(3, use_bias=False), (4,), dense_reference),
+    LayerCase("bias", fc.bias(b_init="he_normal"), (2, 3, 3), lambda p, x: x + p.b),
     LayerCase("flatten", fc.flatten(), (2, 3, 4), lambda p, x: x.reshape(x.shape[0], -1)),
     LayerCase("reshape", fc.reshape((4, -1)), (2, 3, 4), lambda p, x: x.reshape(x.shape[0], 4, 6)),
     LayerCase("relu", fc.relu(), (3, 4), relu_ref, x_fn=signed),
-    LayerCase("leaky_relu", fc.leaky_relu(0.2), (7,), lambda p, x: np.where(x > 0, x, 0.2 * x),
-              x_fn=signed),
+    LayerCase("leaky_relu", fc.leaky_relu(0.2), (7,), lambda p, x: np.where(x > 0, x, 0.2 * x), x_fn=signed),
     LayerCase("sigmoid", fc.sigmoid(), (6,), lambda p, x: special.expit(x)),
     LayerCase("tanh", fc.tanh(), (2, 3), lambda p, x: np.tanh(x)),
     LayerCase("gelu", fc.gelu(), (6,), gelu_ref),
@@ -130,11 +91,38 @@ CASES = [
     LayerCase("softmax", fc.softmax(), (5,), lambda p, x: special.softmax(x, axis=-1)),
     LayerCase("softmax-axis1", fc.softmax(axis=1), (3, 2, 2), lambda p, x: special.softmax(x, axis=1)),
     LayerCase("log_softmax", fc.log_softmax(), (5,), lambda p, x: special.log_softmax(x, axis=-1)),
-    LayerCase("bias", fc.layers.bias(b_init="he_normal"), (2, 3, 3), lambda p, x: x + p.b),
-    LayerCase("identity", fc.identity(), (3, 2), lambda p, x: x),
+    LayerCase("identity", fc.identity(), (3, 2), identity_ref),
+    LayerCase("dropout-0.3", fc.dropout(0.3), (4, 5), identity_ref),
+    LayerCase("dropout-0.5-4d", fc.dropout(0.5), (2, 3, 3), identity_ref),
+    LayerCase("dropout-0", fc.dropout(0.0), (6,), identity_ref),
+    LayerCase("batch_norm-2d", fc.batch_norm(), (5,), batch_norm_eval_reference, batch=4, cache_overhead=3 * 5),
+    LayerCase("batch_norm-3d", fc.batch_norm(momentum=0.5), (3, 6), batch_norm_eval_reference, cache_overhead=3 * 3),
+    LayerCase("batch_norm-4d", fc.batch_norm(), (3, 4, 4), batch_norm_eval_reference, cache_overhead=3 * 3),
+    LayerCase("batch_norm-4d-eval", fc.batch_norm(), (2, 3, 3), batch_norm_eval_reference, train=False,
+              cache_overhead=2),
+    LayerCase("layer_norm-1d", fc.layer_norm(), (6,), layer_norm_reference),
+    LayerCase("layer_norm-3d", fc.layer_norm(), (2, 3, 4), layer_norm_reference),
     LayerCase("serial-seed000", seed_net_small, (1, 8, 8), serial_reference, x_fn=positive),
     LayerCase("serial-nested", fc.serial(fc.serial(fc.dense(4), fc.tanh()), fc.serial(fc.dense(3))), (5,),
               lambda p, x: dense_reference(p[1][0], np.tanh(dense_reference(p[0][0], x)))),
+    LayerCase("debug-serial", fc.debug(seed_net_small), (1, 8, 8), serial_reference, x_fn=positive),
+    LayerCase("residual-identity", fc.residual(fc.serial(fc.dense(4), fc.tanh(), fc.dense(4))), (4,),
+              lambda p, x: x + (np.tanh(x @ p[0][0].w + p[0][0].b) @ p[0][2].w + p[0][2].b)),
+    LayerCase("residual-projection", res_proj, (2, 5, 5),
+              lambda p, x: conv2d_stride1_reference(p[1], x) + conv2d_stride1_reference(
+                  p[0][2], np.tanh(conv2d_stride1_reference(p[0][0], x, pad=1)))),
+    LayerCase("residual-batch_norm", fc.residual(fc.serial(fc.conv2d(2, 3, padding=1), fc.batch_norm())), (2, 4, 4),
+              lambda p, x: x + batch_norm_eval_reference(p[0][1], conv2d_stride1_reference(p[0][0], x, pad=1)),
+              cache_overhead=3 * 2),
+    LayerCase("fan_out-parallel-fan_in_concat", inception, (2, 5, 5),
+              lambda p, x: np.concatenate([conv2d_stride1_reference(p[1][0], x),
+                                           conv2d_stride1_reference(p[1][1], x, 1)], 1)),
+    LayerCase("fan_in_sum", fc.serial(fc.fan_out(3), fc.parallel(fc.dense(3), fc.dense(3), fc.identity()),
+                                      fc.fan_in_sum()),
+              (3,), lambda p, x: x @ p[1][0].w + p[1][0].b + x @ p[1][1].w + p[1][1].b + x),
+    LayerCase("fan_in_concat-last", fc.serial(fc.fan_out(2), fc.parallel(fc.identity(), fc.tanh()),
+                                              fc.fan_in_concat(-1)),
+              (2, 3), lambda p, x: np.concatenate([x, np.tanh(x)], axis=-1)),
 ]
 
 
@@ -143,12 +131,40 @@ def test_layer_passes_common_checks(case):
     run_all(case)
 
 
-def test_every_builtin_layer_factory_is_in_the_table():
-    names = {c.layer.name for c in CASES}
-    for factory in ("conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "dense", "flatten", "reshape",
-                    "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity", "serial",
-                    "bias"):
-        assert factory in names
+def public_layer_factories():
+    """Names of the functions in ``functional_cnn.__all__`` (and ``layers.__all__``) annotated to return a Layer."""
+    found = set()
+    for module in (fc, fc.layers):
+        for name in module.__all__:
+            value = getattr(module, name)
+            if not inspect.isfunction(value):
+                continue
+            returns = inspect.signature(value).return_annotation
+            assert returns is not inspect.Signature.empty, f"{module.__name__}.{name} has no return annotation"
+            if typing.get_type_hints(value).get("return") is Layer:
+                found.add(name)
+    return found
+
+
+def layer_names(layer):
+    return {layer.name}.union(*(layer_names(child) for child in layer.children))
+
+
+def test_every_public_layer_factory_has_a_row():
+    """A row covers the factories in its id ("debug-serial") and every layer of its tree."""
+    factories = public_layer_factories()
+    assert {"conv2d", "serial", "residual", "fan_in_concat", "debug", "batch_norm"} <= factories
+    covered = set()
+    for case in CASES:
+        covered |= layer_names(case.layer) | set(case.id.split("-"))
+    assert not factories - covered, f"no row in the layer table for {sorted(factories - covered)}"
+
+
+def test_case_ids_are_unique_and_start_with_a_factory():
+    factories = public_layer_factories()
+    assert len({c.id for c in CASES}) == len(CASES)
+    for case in CASES:
+        assert case.id.split("-")[0] in factories, case.id
 
 
 def test_seed000_forward_formula_on_its_3x3_example():
@@ -200,7 +216,7 @@ def test_sigmoid_and_softmax_do_not_overflow():
 
 def test_params_are_immutable_records():
     _, params = fc.conv2d(2, 3).init(np.random.default_rng(0), (1, 5, 5))
-    with pytest.raises(Exception):
+    with pytest.raises(attrs.exceptions.FrozenInstanceError, match="can't set attribute"):
         params.w = np.zeros_like(params.w)
     with pytest.raises(ValueError, match="read-only"):
         params.w -= 1.0
@@ -215,7 +231,7 @@ def test_init_is_reproducible_and_uses_only_the_given_generator():
     _, a = net.init(np.random.default_rng(42), (1, 6, 6))
     _, b = net.init(np.random.default_rng(42), (1, 6, 6))
     _, c = net.init(np.random.default_rng(43), (1, 6, 6))
-    for x, y in zip(fc.tree_leaves(a), fc.tree_leaves(b)):
+    for x, y in zip(fc.tree_leaves(a), fc.tree_leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[0].w, c[0].w)
 

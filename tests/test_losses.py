@@ -183,7 +183,7 @@ def test_purity_inputs_unchanged_and_readonly_inputs_accepted():
     first = [softmax_cross_entropy(z, y, label_smoothing=0.1), softmax_cross_entropy(z, t),
              binary_cross_entropy(p, t), binary_cross_entropy_with_logits(z, t), mean_squared_error(z, t)]
     again = softmax_cross_entropy(z, y, label_smoothing=0.1)
-    for a, c in zip(ins, copies):
+    for a, c in zip(ins, copies, strict=True):
         np.testing.assert_array_equal(a, c)
     assert again[0] == first[0][0] and np.array_equal(again[1], first[0][1])
     for _, g in first:

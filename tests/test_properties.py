@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import functional_cnn as fc
-from test_layers import conv_reference, pool_reference
+from layer_references import conv_reference, pool_reference
 
 SETTINGS = settings()  # budget from the profile chosen in conftest.py (ci or --fuzz=long)
 

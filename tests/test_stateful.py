@@ -109,7 +109,7 @@ def test_update_state_composes_through_branching_combinators():
     for path, leaf in tree_leaves_with_paths(trainable(params)):
         assert dict(tree_leaves_with_paths(new))[path] is leaf  # trainable leaves pass through untouched
     _, cache = net.forward(new, x, train=False)
-    assert all(a is b for a, b in zip(fc.tree_leaves(net.update_state(new, cache)), fc.tree_leaves(new)))
+    assert all(a is b for a, b in zip(fc.tree_leaves(net.update_state(new, cache)), fc.tree_leaves(new), strict=True))
 
 
 # --- a network mixing every toolkit layer, trained by a hand-written SGD loop ---------------
@@ -119,7 +119,7 @@ def make_data(rng, n):
     labels = rng.integers(0, 3, n)
     x = 0.5 * rng.standard_normal((n, 2, 8, 8))
     pos = rng.integers(1, 7, n)
-    for i, (k, p) in enumerate(zip(labels, pos)):
+    for i, (k, p) in enumerate(zip(labels, pos, strict=True)):
         if k == 0:
             x[i, :, p, :] += 1.5
         elif k == 1:

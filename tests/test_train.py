@@ -9,7 +9,14 @@ import pytest
 import functional_cnn as fc
 from functional_cnn.optim import adam, learning_rate, sgd
 from functional_cnn.train import (
-    EpochRecord, NonFiniteLossError, StepRecord, evaluate, fingerprint, fit, make_step, predict,
+    EpochRecord,
+    NonFiniteLossError,
+    StepRecord,
+    evaluate,
+    fingerprint,
+    fit,
+    make_step,
+    predict,
 )
 
 

@@ -130,6 +130,19 @@ def tanh() -> Layer:
 
 
 _SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
+# Past |x| = 10 the tanh form is flat in float64: u(10) = 43.6 and tanh(u) is exactly +-1 for
+# |u| > 19.1, so y is x or -0 and dy/dx is 1 or 0. Clipping x there before the cubic changes no
+# value and keeps x**3 from overflowing (float16 past 40, float32 past 7e12), which made 0 * inf.
+_GELU_TANH_FLAT = 10.0
+# Likewise exp(-x*x/2) is exactly 0 in float64 past |x| = 40 (exp(-800)); clipped there, x*x
+# cannot overflow.
+_GELU_EXP_ZERO = 40.0
+
+
+def _tanh_arg(x: Array) -> Array:
+    """``sqrt(2/pi) * (x + 0.044715 x**3)`` with ``x`` clipped where ``tanh`` of it is already +-1."""
+    xc = np.clip(x, -_GELU_TANH_FLAT, _GELU_TANH_FLAT)
+    return _SQRT_2_OVER_PI * (xc + 0.044715 * xc**3)
 
 
 def gelu(approximate: bool = False) -> Layer:
@@ -139,7 +152,7 @@ def gelu(approximate: bool = False) -> Layer:
 
     def fwd(x: Array) -> Tuple[Array, Array]:
         if approximate:
-            t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
+            t = np.tanh(_tanh_arg(x))
             return (0.5 * x * (1 + t)).astype(x.dtype, copy=False), x
         from scipy.special import erf  # lazy: keeps `import functional_cnn` fast
 
@@ -147,14 +160,15 @@ def gelu(approximate: bool = False) -> Layer:
 
     def bwd(x: Array, dy: Array) -> Array:
         if approximate:
-            u = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
-            t = np.tanh(u)
-            du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x**2)
+            t = np.tanh(_tanh_arg(x))
+            xc = np.clip(x, -_GELU_TANH_FLAT, _GELU_TANH_FLAT)
+            du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * xc**2)
             d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
         else:
             from scipy.special import erf
 
-            d = 0.5 * (1 + erf(x / np.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+            xc = np.clip(x, -_GELU_EXP_ZERO, _GELU_EXP_ZERO)
+            d = 0.5 * (1 + erf(x / np.sqrt(2.0))) + x * np.exp(-0.5 * xc * xc) / np.sqrt(2 * np.pi)
         return (dy * d).astype(dy.dtype, copy=False)
 
     return _elementwise("gelu", fwd, bwd, dict(approximate=approximate))

@@ -7,7 +7,8 @@ so ties (common after ReLU: an all-zero window) get exactly one gradient.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple
+import itertools
+from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import attrs
 import numpy as np
@@ -41,13 +42,18 @@ def _out_hw(where: str, arg: str, in_shape: Shape, k: Tuple[int, int], s: Tuple[
         raise ValueError(f"{where}: {arg} must be (C, H, W) per example, got {tuple(in_shape)}")
     h, w = in_shape[1], in_shape[2]
     if h < k[0] or w < k[1]:
-        raise ValueError(f"{where}: window {k} is larger than the input's spatial size {(h, w)}")
+        raise ValueError(f"{where}: window {k} is larger than the input's spatial size {(h, w)} "
+                         f"({arg} {tuple(in_shape)})")
     return (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1
 
 
-def _offsets(k: Tuple[int, int]) -> Tuple[Tuple[int, int], ...]:
-    """Kernel offsets ``(p, q)`` in row-major order (``j = p*KW + q``)."""
-    return tuple((p, q) for p in range(k[0]) for q in range(k[1]))
+def _offsets(k: Tuple[int, int]) -> Iterator[Tuple[int, int]]:
+    """Kernel offsets ``(p, q)`` in row-major order (``j = p*KW + q``), made as they are used.
+
+    Never built at construction: ``max_pool2d(10**6)`` costs nothing until a forward pass,
+    and ``init``/forward refuse a window larger than the input, so the loop is bounded by it.
+    """
+    return itertools.product(range(k[0]), range(k[1]))
 
 
 def _view(x: Array, p: int, q: int, s: Tuple[int, int], out_hw: Tuple[int, int]) -> Array:
@@ -158,7 +164,6 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
     k, s = _pool_args(where, size, stride)
     kk = k[0] * k[1]
     idx_dtype = np.uint8 if kk <= 256 else np.intp
-    offsets = _offsets(k)
 
     init = _pool_init(where, k, s)
 
@@ -167,7 +172,7 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
         if s == k and kk <= 255:
             y, idx = _max_pool_blocks(x, k, out_hw)
         else:
-            y, idx = _first_max([_view(x, p, q, s, out_hw) for p, q in offsets])
+            y, idx = _first_max([_view(x, p, q, s, out_hw) for p, q in _offsets(k)])
         return y, MaxPoolCache(idx, x.shape, x.dtype)
 
     def backward(params: None, cache: MaxPoolCache, dy: Array, *, need_dx: bool = True) -> Tuple[None, Optional[Array]]:
@@ -180,7 +185,7 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
             dx = np.empty(cache.x_shape, dtype=dy.dtype)
         else:
             dx = np.zeros(cache.x_shape, dtype=dy.dtype)
-        for j, (p, q) in enumerate(offsets):
+        for j, (p, q) in enumerate(_offsets(k)):
             hit = idx == j
             if s[0] >= k[0] and s[1] >= k[1]:  # windows do not overlap: write in place
                 np.multiply(dy, hit, out=_view(dx, p, q, s, out_hw))
@@ -206,7 +211,6 @@ def avg_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
     where = "avg_pool2d"
     k, s = _pool_args(where, size, stride)
     kk = k[0] * k[1]
-    offsets = _offsets(k)
 
     init = _pool_init(where, k, s)
 
@@ -218,7 +222,7 @@ def avg_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
             rows = _sum([xc[:, :, :, q :: k[1]] for q in range(k[1])]).reshape(n, c, out_hw[0], k[0], out_hw[1])
             y = _sum([rows[:, :, :, p] for p in range(k[0])])
         else:
-            y = _sum([_view(x, p, q, s, out_hw) for p, q in offsets])
+            y = _sum([_view(x, p, q, s, out_hw) for p, q in _offsets(k)])
         y *= x.dtype.type(1.0 / kk)
         return y, AvgPoolCache(x.shape, x.dtype)
 
@@ -228,7 +232,7 @@ def avg_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
         out_hw = dy.shape[2:]
         share = dy * dy.dtype.type(1.0 / kk)
         dx = np.zeros(cache.x_shape, dtype=dy.dtype)
-        for p, q in offsets:
+        for p, q in _offsets(k):
             target = _view(dx, p, q, s, out_hw)
             target += share
         return None, dx

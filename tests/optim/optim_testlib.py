@@ -11,7 +11,7 @@ import attrs
 import numpy as np
 
 from functional_cnn.layer import param_field, state_field
-from functional_cnn.tree import tree_leaves_with_paths, tree_map_with_path, trainable
+from functional_cnn.tree import trainable, tree_leaves_with_paths, tree_map_with_path
 
 
 @attrs.frozen(eq=False)

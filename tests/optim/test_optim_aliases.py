@@ -20,8 +20,7 @@ from functional_cnn.optim import (
     rmsprop,
     sgd,
 )
-from functional_cnn.tree import tree_leaves_with_paths, tree_map, trainable
-
+from functional_cnn.tree import trainable, tree_leaves_with_paths, tree_map
 from optim_testlib import STATE, TRAINABLE, as_dict, assert_unchanged, make_params, mixed
 
 STEPS = 25

@@ -21,8 +21,7 @@ from functional_cnn.optim import (
     sgd,
     trace,
 )
-from functional_cnn.tree import tree_flatten, tree_leaves, tree_map, tree_paths, tree_unflatten, trainable
-
+from functional_cnn.tree import trainable, tree_flatten, tree_leaves, tree_map, tree_paths, tree_unflatten
 from optim_testlib import TRAINABLE, as_dict, assert_unchanged, grads_like, make_params
 
 
@@ -46,7 +45,8 @@ def test_apply_updates_with_none_subtree_keeps_that_subtree():
     assert new[0].w is params[0].w
 
 
-@pytest.mark.parametrize("p_dtype, u_dtype", [(np.float32, np.float64), (np.float64, np.float32), (np.float32, np.float32)])
+@pytest.mark.parametrize("p_dtype, u_dtype",
+                         [(np.float32, np.float64), (np.float64, np.float32), (np.float32, np.float32)])
 def test_apply_updates_casts_to_param_dtype(p_dtype, u_dtype):
     params = make_params(0, p_dtype)
     updates = tree_map(lambda p: np.full(p.shape, 0.5, dtype=u_dtype), trainable(params))
@@ -60,7 +60,7 @@ def test_apply_updates_casts_to_param_dtype(p_dtype, u_dtype):
 def test_gradient_transformation_is_a_frozen_record():
     opt = adam(1e-3)
     assert isinstance(opt, GradientTransformation)
-    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+    with pytest.raises(attrs.exceptions.FrozenInstanceError, match="can't set attribute"):
         opt.init = None
     assert repr(opt) == "adam(0.001, b1=0.9, b2=0.999, eps=1e-08)"
     assert repr(sgd(0.1, momentum=0.9)) == "sgd(0.1, momentum=0.9)"

@@ -24,8 +24,7 @@ from functional_cnn.optim import (
     trace,
 )
 from functional_cnn.optim.schedules import linear_schedule
-from functional_cnn.tree import tree_leaves, tree_leaves_with_paths, trainable
-
+from functional_cnn.tree import trainable, tree_leaves, tree_leaves_with_paths
 from optim_testlib import TRAINABLE, as_dict, grad_stream, make_params
 
 STEPS = 25
@@ -133,7 +132,8 @@ SCHED = linear_schedule(0.5, 0.05, 10, transition_begin=3)
 CASES = {
     "scale": (lambda: scale(-0.37), ref_scale(-0.37)),
     "lr_constant": (lambda: scale_by_learning_rate(0.03), ref_lr(lambda t: 0.03)),
-    "lr_schedule": (lambda: scale_by_learning_rate(SCHED), ref_lr(lambda t: 0.5 + (0.05 - 0.5) * min(max(t - 3, 0), 10) / 10)),
+    "lr_schedule": (lambda: scale_by_learning_rate(SCHED),
+                    ref_lr(lambda t: 0.5 + (0.05 - 0.5) * min(max(t - 3, 0), 10) / 10)),
     "trace": (lambda: trace(0.9), ref_trace(0.9, False)),
     "trace_nesterov": (lambda: trace(0.8, nesterov=True), ref_trace(0.8, True)),
     "adam": (lambda: scale_by_adam(), ref_adam(0.9, 0.999, 1e-8, 0.0)),
@@ -145,7 +145,8 @@ CASES = {
     "decay_pattern": (lambda: add_decayed_weights(0.3, mask="*.w"), ref_decay(0.3, ["0.w"])),
     "clip_norm": (lambda: clip_by_global_norm(800.0), ref_clip_norm(800.0)),
     "clip_value": (lambda: clip_by_value(-1.5, 2.0), ref_clip_value(-1.5, 2.0)),
-    "masked_adam": (lambda: masked(scale_by_adam(), "2.*"), ref_adam(0.9, 0.999, 1e-8, 0.0, keys=["2.0.beta", "2.0.gamma"])),
+    "masked_adam": (lambda: masked(scale_by_adam(), "2.*"),
+                    ref_adam(0.9, 0.999, 1e-8, 0.0, keys=["2.0.beta", "2.0.gamma"])),
     "chain": (lambda: chain(clip_by_value(-100.0, 100.0), trace(0.5), scale(2.0)),
               ref_chain(ref_clip_value(-100.0, 100.0), ref_trace(0.5, False), ref_scale(2.0))),
 }
@@ -168,7 +169,7 @@ def test_matches_reference_float64(name):
     outs, _ = run(make(), params, grads)
     expected = ref([as_dict(g) for g in grads], as_dict(trainable(params)))
     tol = 64 * np.finfo(np.float64).eps
-    for t, (got, want) in enumerate(zip(outs, expected)):
+    for t, (got, want) in enumerate(zip(outs, expected, strict=True)):
         got = as_dict(got)
         assert sorted(got) == TRAINABLE
         for k in TRAINABLE:
@@ -191,7 +192,7 @@ def test_float32_stays_float32(name):
     expected = ref([{k: v.astype(np.float64) for k, v in as_dict(g).items()} for g in grads],
                    {k: v.astype(np.float64) for k, v in p64.items()})
     rtol = 256 * np.finfo(np.float32).eps
-    for got, want in zip(outs, expected):
+    for got, want in zip(outs, expected, strict=True):
         got = as_dict(got)
         for k in TRAINABLE:
             scale_k = np.max(np.abs(want[k]))
