@@ -183,6 +183,9 @@ class Exchange:
     def _abort(self, message: str) -> None:
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
+        # mpiexec forwards each rank's stderr asynchronously and Abort kills every process at once: give the
+        # launcher a moment to pass the message on, or it can be lost on a busy machine.
+        time.sleep(0.5)
         self.comm.Abort(1)
 
     def agree(self, error: Optional[str]) -> None:
