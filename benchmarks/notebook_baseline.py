@@ -137,7 +137,7 @@ class Seed000Net:
         self.correct = 0
 
     @classmethod
-    def random(cls, rng: np.random.Generator) -> "Seed000Net":
+    def random(cls, rng: np.random.Generator) -> Seed000Net:
         """Weights N(0, 0.1^2), zero biases, as in the notebook (from ``rng``)."""
         return cls(rng.standard_normal((4, 1, 3, 3)) * 0.1, np.zeros(4), rng.standard_normal((676, 10)) * 0.1,
                    np.zeros(10))
@@ -253,7 +253,7 @@ class Seed002Net:
         ]
 
     @classmethod
-    def random(cls, rng: np.random.Generator) -> "Seed002Net":
+    def random(cls, rng: np.random.Generator) -> Seed002Net:
         """Every weight and bias N(0, 1), as in the notebook (from ``rng``)."""
         n = rng.standard_normal
         return cls(n((5, 1, 3, 3)), n((5, 26, 26)), n((3380, 100)), n(100), n((100, 2)), n(2))

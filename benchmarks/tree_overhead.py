@@ -106,7 +106,8 @@ def main(argv: List[str] | None = None) -> int:
     if args.json:
         print(json.dumps(after))
         return 0
-    columns: List[Tuple[str, Dict[str, float]]] = ([("before (us)", before)] if before else []) + [("after (us)", after)]
+    columns: List[Tuple[str, Dict[str, float]]] = [("before (us)", before)] if before else []
+    columns.append(("after (us)", after))
     head = "| call | " + " | ".join(c for c, _ in columns) + (" | speed-up |" if before else " |")
     print(head)
     print("|" + "---|" * (len(columns) + 1 + bool(before)))

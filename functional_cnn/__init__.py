@@ -4,12 +4,12 @@ Params are immutable attrs records with read-only arrays; a layer is a bundle of
 functions (see :class:`Layer`); networks are composed with :func:`serial`.
 """
 from . import initializers, layers, losses, models, optim, reporting, tree
+from .boundary import validation, validation_enabled
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .datasets import DATASETS, Dataset, DatasetError, DatasetNotFoundError, load_dataset
 from .debug import NonFiniteError, debug
 from .gradcheck import GradCheckError, GradCheckReport, check_layer, check_loss
 from .layer import Layer
-from .params import is_state_field, param_field, params_record, readonly, state_field, trainable
 from .layers import (
     avg_pool1d,
     avg_pool2d,
@@ -35,9 +35,9 @@ from .layers import (
     relu,
     reshape,
     residual,
+    serial,
     sigmoid,
     softmax,
-    serial,
     tanh,
 )
 from .losses import (
@@ -49,9 +49,9 @@ from .losses import (
     softmax_cross_entropy,
 )
 from .optim import adagrad, adam, adamw, apply_updates, chain, learning_rate, rmsprop, sgd
-from .train import EpochRecord, EvalResult, StepRecord, evaluate, fingerprint, fit, make_step, predict
+from .params import is_state_field, param_field, params_record, readonly, state_field, trainable
 from .summary import summary
-from .boundary import validation, validation_enabled
+from .train import EpochRecord, EvalResult, StepRecord, evaluate, fingerprint, fit, make_step, predict
 from .tree import (
     assert_same_structure,
     tree_cast,
@@ -75,7 +75,8 @@ __all__ = [
     "softmax_cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mean_squared_error",
     "one_hot_binary_cross_entropy", "accuracy",
     "sgd", "adam", "adamw", "rmsprop", "adagrad", "chain", "apply_updates", "learning_rate",
-    "make_step", "fit", "evaluate", "predict", "fingerprint", "EpochRecord", "StepRecord", "EvalResult", "debug", "NonFiniteError",
+    "make_step", "fit", "evaluate", "predict", "fingerprint", "EpochRecord", "StepRecord", "EvalResult",
+    "debug", "NonFiniteError",
     "load_dataset", "Dataset", "DATASETS", "DatasetError", "DatasetNotFoundError",
     "save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError",
     "check_layer", "check_loss", "GradCheckError", "GradCheckReport",

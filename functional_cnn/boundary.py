@@ -69,7 +69,7 @@ class validation:  # noqa: N801  (used like a function: fc.validation(False))
         self._previous = _Switch.on
         _Switch.on = enabled
 
-    def __enter__(self) -> "validation":
+    def __enter__(self) -> validation:
         return self
 
     def __exit__(self, *exc: Any) -> None:

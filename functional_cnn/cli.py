@@ -202,7 +202,8 @@ def _train(args: argparse.Namespace, out: Any, exchange: Any) -> int:
         except PlotUnavailable as err:
             print(f"note: no {runs.CURVES}: {err}", file=out)
     if last is not None and last.test_accuracy is not None:
-        print(f"test accuracy {100 * last.test_accuracy:.2f}% after {last.step} steps; run saved in {run_dir}", file=out)
+        print(f"test accuracy {100 * last.test_accuracy:.2f}% after {last.step} steps; run saved in {run_dir}",
+              file=out)
     return 0
 
 
@@ -325,8 +326,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="functional-cnn", description="Pure-functional CNNs in NumPy.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,summary,gradcheck,plot,export,sweep,inspect}",
-                           parser_class=_Parser)
+    commands = "{train,evaluate,summary,gradcheck,plot,export,sweep,inspect}"
+    sub = p.add_subparsers(dest="command", required=True, metavar=commands, parser_class=_Parser)
     t = sub.add_parser("train", help="train a model and write a run directory")
     t.add_argument("--model", choices=sorted(MODELS), help="network (default lenet)")
     t.add_argument("--dataset", choices=list(DATASETS), help="data set (default mnist-sample)")

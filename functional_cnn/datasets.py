@@ -34,8 +34,8 @@ import numpy as np
 
 from ._checks import float_dtype, real_number
 from .checkpoint import atomic_write
-from .layer import readonly
 from .idx import IDX_FILES, DatasetError, find_idx_files, idx_dirs_in_listing, read_images_labels, verify_idx_gzip
+from .layer import readonly
 
 __all__ = ["DATASETS", "Dataset", "DatasetError", "DatasetNotFoundError", "load_dataset", "default_data_dir"]
 
@@ -119,7 +119,8 @@ class Dataset:
             if y.size and (y.min() < 0 or y.max() >= self.num_classes):
                 raise ValueError(f"Dataset: y_{split} must lie in [0, {self.num_classes - 1}]")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(f"Dataset: image shapes differ: train {self.x_train.shape[1:]}, test {self.x_test.shape[1:]}")
+            raise ValueError(f"Dataset: image shapes differ: train {self.x_train.shape[1:]}, "
+                             f"test {self.x_test.shape[1:]}")
 
     @property
     def image_shape(self) -> Tuple[int, ...]:
@@ -183,7 +184,7 @@ def _package_loader(name: str) -> Tuple[Any, Any]:
     return d.data, d.target
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bundled_raw(name: str) -> Tuple[np.ndarray, np.ndarray]:
     """Read-only pixels (N, H*W) uint8 and labels (N,) int64 of a bundled data set.
 

@@ -14,7 +14,7 @@ debug=True)`` and ``make_step(..., debug=True)`` use it.
 Traceback (most recent call last):
 ...
 functional_cnn.debug.NonFiniteError: forward of layer 0 dense(out_features=2): output has 2 NaN and 0 Inf (its input already had 1 NaN and 0 Inf)
-"""
+"""  # noqa: E501 (a doctest's expected output is one line)
 from __future__ import annotations
 
 from typing import Any, Tuple

@@ -169,7 +169,8 @@ def check_layer(layer: Layer, rng: np.random.Generator, in_shape: Tuple[int, ...
     rows: List[GradCheckRow] = []
     y, cache = layer.forward(p0, x0, rng=fwd_rng(), train=train)
     expect = (x0.shape[0],) + tuple(out_shape)
-    rows.append(GradCheckRow("output shape", f"declared {expect}, actual {tuple(y.shape)}", ok=tuple(y.shape) == expect))
+    rows.append(GradCheckRow("output shape", f"declared {expect}, actual {tuple(y.shape)}",
+                             ok=tuple(y.shape) == expect))
     r = rng.standard_normal(y.shape)
     grads, dx = layer.backward(p0, cache, r, need_dx=True)  # dx is one of the gradients checked
 

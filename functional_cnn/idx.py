@@ -297,7 +297,7 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return head + np.ascontiguousarray(arr, dtype=IDX_DTYPES[code]).tobytes()
 
 
-def write_idx(path: Union[str, "os.PathLike[str]"], array: np.ndarray) -> None:
+def write_idx(path: Union[str, os.PathLike[str]], array: np.ndarray) -> None:
     """Write ``array`` as an IDX file; gzip-compressed when ``path`` ends in ``.gz``.
 
     The gzip header carries no time stamp, so equal arrays give equal files.
@@ -309,7 +309,7 @@ def write_idx(path: Union[str, "os.PathLike[str]"], array: np.ndarray) -> None:
         f.write(data)
 
 
-def find_idx_files(folder: Union[str, "os.PathLike[str]"]) -> Tuple[Dict[str, Path], List[str]]:
+def find_idx_files(folder: Union[str, os.PathLike[str]]) -> Tuple[Dict[str, Path], List[str]]:
     """``({name: path}, [missing names])`` for :data:`IDX_FILES` in ``folder`` (raw first, then ``.gz``)."""
     found, missing = {}, []
     for base in IDX_FILES:

@@ -32,8 +32,16 @@ from . import runs
 from ._atomic import atomic_write
 from .checkpoint import load_checkpoint
 from .datasets import load_dataset
-from .inspection import (_walk, conv_layers, confusion_figure, feature_maps_figure, filter_norms_figure,
-                         filters_figure, layer_norms_figure, misclassified_figure)
+from .inspection import (
+    _walk,
+    confusion_figure,
+    conv_layers,
+    feature_maps_figure,
+    filter_norms_figure,
+    filters_figure,
+    layer_norms_figure,
+    misclassified_figure,
+)
 from .layer import Layer
 from .layers.activations import softmax
 from .models import build_model

@@ -150,7 +150,7 @@ def filter_norms_figure(net: Layer, params: Any) -> Any:
         raise ValueError("filter_norms_figure: net has no conv2d layer after the first")
     plt = _pyplot()
     fig, axes = plt.subplots(len(convs), 1, figsize=(8, 2.6 * len(convs) + 0.6), squeeze=False)
-    for ax, (path, layer, p) in zip(axes[:, 0], convs):
+    for ax, (path, _layer, p) in zip(axes[:, 0], convs):
         w = np.asarray(p.w, dtype=np.float64)
         norms = np.sqrt((w.reshape(w.shape[0], -1) ** 2).sum(axis=1))
         ax.bar(np.arange(len(norms)), norms, color="C0")

@@ -130,8 +130,8 @@ class Layer:
     update_state: Callable[[Params, Cache], Params] = no_state
     cache_bytes: Optional[Callable[[Shape, int], int]] = None
     config: Mapping[str, Any] = attrs.field(factory=dict)
-    children: Tuple["Layer", ...] = ()
-    rebuild: Optional[Callable[..., "Layer"]] = None
+    children: Tuple[Layer, ...] = ()
+    rebuild: Optional[Callable[..., Layer]] = None
     spec: Any = None
     forward: Callable[..., Tuple[Array, Cache]] = attrs.field(init=False, repr=False)
     backward: Callable[..., Tuple[Params, Any]] = attrs.field(init=False, repr=False)

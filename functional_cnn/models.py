@@ -9,8 +9,20 @@ from typing import Callable, Dict, Tuple
 
 from .initializers import scaled_normal
 from .layer import Layer
-from .layers import (batch_norm, bias, conv2d, dense, dropout, flatten, global_avg_pool2d, max_pool2d, relu, residual,
-                     serial, sigmoid)
+from .layers import (
+    batch_norm,
+    bias,
+    conv2d,
+    dense,
+    dropout,
+    flatten,
+    global_avg_pool2d,
+    max_pool2d,
+    relu,
+    residual,
+    serial,
+    sigmoid,
+)
 
 __all__ = ["MODELS", "build_model", "seed1_net", "seed2_net", "lenet5", "resnet_small"]
 

@@ -298,7 +298,8 @@ def to_onnx(net: Layer, params: Any, in_shape: Any, *, check: bool = True) -> An
             onnx.checker.check_model(model, full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise OnnxExportError(f"export_onnx: the exported graph of {net.name if net.children else net.describe()} is not valid ONNX "
+            what = net.name if net.children else net.describe()
+            raise OnnxExportError(f"export_onnx: the exported graph of {what} is not valid ONNX "
                                   f"(a bug in a layer exporter?): {first}") from err
     return model
 

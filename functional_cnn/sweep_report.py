@@ -50,7 +50,7 @@ class RunResult:
 
     @classmethod
     def from_run(cls, name: str, run_dir: str, label: str, seed: int, status: str,
-                 error: Optional[str]) -> "RunResult":
+                 error: Optional[str]) -> RunResult:
         """Read the final test metrics of a successful run from its ``metrics.jsonl``."""
         if status == "failed":
             return cls(name, run_dir, label, seed, status, error)

@@ -136,7 +136,7 @@ class TensorBoardLogger:
             self._writer.close()
             self._writer = None
 
-    def __enter__(self) -> "TensorBoardLogger":
+    def __enter__(self) -> TensorBoardLogger:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -203,7 +203,8 @@ def batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
 
 def _pair(value: Any, where: str, arg: str) -> Tuple[Any, Any]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        got = f"{type(value).__name__} of length {len(value)}" if isinstance(value, (tuple, list)) else type(value).__name__
+        is_seq = isinstance(value, (tuple, list))
+        got = f"{type(value).__name__} of length {len(value)}" if is_seq else type(value).__name__
         raise TypeError(f"{where}: {arg} must be a pair (x, y), got {got}")
     return value[0], value[1]
 

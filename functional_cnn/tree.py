@@ -132,11 +132,11 @@ class TreeDef:
     node_type: Any
     keys: Tuple[str, ...]
     raw_keys: Tuple[Any, ...]
-    children: Tuple["TreeDef", ...]
+    children: Tuple[TreeDef, ...]
     num_leaves: int
 
     def __init__(self, code: int, node_type: Any, keys: Tuple[str, ...], raw_keys: Tuple[Any, ...],
-                 children: Tuple["TreeDef", ...]) -> None:
+                 children: Tuple[TreeDef, ...]) -> None:
         put = object.__setattr__
         put(self, "kind", _KIND_TEXT[code])
         put(self, "node_type", node_type)
@@ -189,14 +189,14 @@ class TreeDef:
             found = self._memo["paths"] = tuple(out)
         return found
 
-    def with_children(self, children: Sequence["TreeDef"]) -> "TreeDef":
+    def with_children(self, children: Sequence[TreeDef]) -> TreeDef:
         """The same node over other children (as many as it has), e.g. ``None`` for some fields."""
         children = tuple(children)
         if len(children) != len(self.children) or not all(isinstance(c, TreeDef) for c in children):
             raise ValueError(f"TreeDef.with_children: needs {len(self.children)} TreeDefs, got {children!r}")
         return _intern_node(self._code, self.node_type, self.raw_keys if self._code == _DICT else (), children)
 
-    def memo(self, key: Any, compute: Callable[["TreeDef"], Any]) -> Any:
+    def memo(self, key: Any, compute: Callable[[TreeDef], Any]) -> Any:
         """``compute(self)``, computed once per ``key`` and kept on this ``TreeDef``."""
         memo = self._memo
         if key in memo:

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import functional_cnn as fc
-from functional_cnn.layers import fan_in_concat, fan_out, parallel, residual
-from functional_cnn.layers import conv1d, max_pool1d
+from functional_cnn.layers import conv1d, fan_in_concat, fan_out, max_pool1d, parallel, residual
 from functional_cnn.layers.dropout import dropout
 from functional_cnn.layers.norm import BatchNormParams, batch_norm, layer_norm
 from functional_cnn.losses import softmax_cross_entropy

@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 
 import functional_cnn as fc
-from functional_cnn.layers import Conv1DParams, conv1d, fan_in_concat, fan_in_sum, fan_out, max_pool1d, parallel, residual
+from functional_cnn.layers import (
+    Conv1DParams,
+    conv1d,
+    fan_in_concat,
+    fan_in_sum,
+    fan_out,
+    max_pool1d,
+    parallel,
+    residual,
+)
 from functional_cnn.layers.dropout import dropout
 from functional_cnn.layers.norm import batch_norm, layer_norm
 from layer_references import batch_norm_eval_reference, batch_norm_train_reference

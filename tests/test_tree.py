@@ -217,4 +217,4 @@ def test_old_names_for_the_params_concept_still_work():
     for name in tree_module.__all__:
         assert getattr(tree_module, name) is not None
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
-        tree_module.nope
+        tree_module.nope  # noqa: B018 (the attribute access is the test)

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -36,7 +38,7 @@ import numpy as np
 import functional_cnn as fc
 from functional_cnn.datasets import load_dataset
 from functional_cnn.models import seed2_net
-from functional_cnn.train import EpochRecord, StepRecord
+from functional_cnn.train import StepRecord
 
 QUICK = os.environ.get("FCNN_NOTEBOOK_QUICK") == "1"
 PER_CLASS, EPOCHS = (20, 1) if QUICK else (100, 2)
@@ -65,7 +67,8 @@ print(x_train.shape, np.bincount(y_train))
 # ## The network, under two inits
 
 # %%
-nets = {"notebook N(0, 1)": seed2_net(num_classes=2, init="notebook"), "Glorot": seed2_net(num_classes=2, init="glorot")}
+nets = {"notebook N(0, 1)": seed2_net(num_classes=2, init="notebook"),
+        "Glorot": seed2_net(num_classes=2, init="glorot")}
 nets["Glorot"]
 
 # %% [markdown]

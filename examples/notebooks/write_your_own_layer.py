@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -139,7 +141,8 @@ rows = []
 for in_shape, dtype in CASES:
     rng = np.random.default_rng(len(in_shape))
     out_shape, p = layer.init(rng, in_shape, dtype)
-    p = ChannelAffineParams(rng.uniform(0.5, 2, in_shape[0]).astype(dtype), rng.standard_normal(in_shape[0]).astype(dtype))
+    p = ChannelAffineParams(rng.uniform(0.5, 2, in_shape[0]).astype(dtype),
+                            rng.standard_normal(in_shape[0]).astype(dtype))
     x = rng.standard_normal((4,) + in_shape).astype(dtype)
     y, _ = layer.forward(p, x)
     report = fc.check_layer(layer, rng, in_shape, params=p)

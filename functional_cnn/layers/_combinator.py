@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence, Tuple, TypeVar
 
 from .._checks import check_rng
-from ..layer import Layer
 from ..boundary import Composite, NoMemo
+from ..layer import Layer
 
 __all__ = ["call_child", "child_error", "check_children", "check_child_params", "check_child_caches",
            "spawn_rngs", "check_child", "check_child_backward", "composite", "entries"]

@@ -11,8 +11,8 @@ import attrs
 import numpy as np
 
 from .._checks import real_number, shape_tuple
-from ..layer import Array, Layer, Shape, ShapeCache
 from ..boundary import Spec
+from ..layer import Array, Layer, Shape, ShapeCache
 
 __all__ = ["ActivationCache", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "softmax", "log_softmax", "identity"]
 

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
-import attrs
 import numpy as np
 
 from .._checks import float_dtype, shape_tuple
-from ..initializers import get_initializer
-from ..params import params_record
-from ..layer import Array, Layer, Shape, ShapeCache, param_field
 from ..boundary import Spec
+from ..initializers import get_initializer
+from ..layer import Array, Layer, Shape, ShapeCache, param_field
+from ..params import params_record
 
 __all__ = ["BiasParams", "bias"]
 

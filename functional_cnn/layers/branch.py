@@ -16,10 +16,19 @@ import attrs
 import numpy as np
 
 from .._checks import positive_int, shape_tuple
-from ..layer import Array, Layer, Shape, ShapeCache
 from ..boundary import Spec
-from ._combinator import (call_child, check_child, check_child_backward, check_child_caches, check_child_params,
-                          check_children, composite, entries, spawn_rngs)
+from ..layer import Array, Layer, Shape, ShapeCache
+from ._combinator import (
+    call_child,
+    check_child,
+    check_child_backward,
+    check_child_caches,
+    check_child_params,
+    check_children,
+    composite,
+    entries,
+    spawn_rngs,
+)
 
 __all__ = ["BranchCache", "parallel", "fan_out", "fan_in_sum", "fan_in_concat"]
 

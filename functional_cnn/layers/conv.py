@@ -23,12 +23,11 @@ import attrs
 import numpy as np
 
 from .._checks import float_dtype, int_pair, positive_int, shape_tuple
-from ..initializers import get_initializer
-from ..params import params_record
-from ..layer import Array, Layer, Shape, param_field
 from ..boundary import Spec
-from ._patches import (_backward_wide, _frozen, _grouped_matmul, _pad, _rows, _scratch, _weight_grad, col2im,
-                       im2col)
+from ..initializers import get_initializer
+from ..layer import Array, Layer, Shape, param_field
+from ..params import params_record
+from ._patches import _backward_wide, _frozen, _grouped_matmul, _pad, _rows, _scratch, _weight_grad, col2im, im2col
 
 __all__ = ["Conv2DParams", "Conv2DCache", "conv2d", "conv_output_size", "resolve_padding", "im2col", "col2im"]
 

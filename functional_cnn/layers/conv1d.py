@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
-import attrs
 import numpy as np
 
 from .._checks import check_rng, float_dtype, positive_int
-from ..initializers import get_initializer
-from ..params import params_record
-from ..layer import Array, Layer, Shape, param_field
 from ..boundary import Spec
+from ..initializers import get_initializer
+from ..layer import Array, Layer, Shape, param_field
+from ..params import params_record
 from ._oned import OneDCache, shape_cl
 from .conv import Conv2DParams, conv2d, conv_output_size
 

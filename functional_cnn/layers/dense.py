@@ -7,10 +7,10 @@ import attrs
 import numpy as np
 
 from .._checks import float_dtype, positive_int, shape_tuple
-from ..initializers import get_initializer
-from ..params import params_record
-from ..layer import Array, Layer, Shape, param_field
 from ..boundary import Spec
+from ..initializers import get_initializer
+from ..layer import Array, Layer, Shape, param_field
+from ..params import params_record
 
 __all__ = ["DenseParams", "DenseCache", "dense"]
 

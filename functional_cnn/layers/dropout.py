@@ -13,8 +13,8 @@ import attrs
 import numpy as np
 
 from .._checks import check_rng, real_number, shape_tuple
-from ..layer import Array, Layer, Shape
 from ..boundary import Spec
+from ..layer import Array, Layer, Shape
 
 __all__ = ["DropoutCache", "dropout"]
 

@@ -19,9 +19,9 @@ import attrs
 import numpy as np
 
 from .._checks import check_params_type, float_dtype, real_number, shape_tuple
-from ..params import params_record
-from ..layer import Array, Layer, Shape, param_field, state_field
 from ..boundary import Spec
+from ..layer import Array, Layer, Shape, param_field, state_field
+from ..params import params_record
 
 __all__ = ["BatchNormParams", "BatchNormCache", "batch_norm", "LayerNormParams", "LayerNormCache", "layer_norm"]
 

@@ -14,8 +14,8 @@ import attrs
 import numpy as np
 
 from .._checks import int_pair, shape_tuple
-from ..layer import Array, Layer, Shape
 from ..boundary import Spec
+from ..layer import Array, Layer, Shape
 
 __all__ = ["MaxPoolCache", "AvgPoolCache", "max_pool2d", "avg_pool2d", "global_avg_pool2d"]
 
@@ -180,7 +180,7 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
             return None, None
         idx = cache.argmax
         out_hw = idx.shape[2:]
-        covered = (out_hw[0] - 1) * s[0] + k[0] == cache.x_shape[2] and (out_hw[1] - 1) * s[1] + k[1] == cache.x_shape[3]
+        covered = all((out_hw[i] - 1) * s[i] + k[i] == cache.x_shape[2 + i] for i in (0, 1))
         if s == k and covered:  # every input position gets exactly one write: no zero fill needed
             dx = np.empty(cache.x_shape, dtype=dy.dtype)
         else:

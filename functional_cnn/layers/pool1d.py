@@ -10,8 +10,8 @@ from typing import Any, Callable, Optional, Tuple
 import numpy as np
 
 from .._checks import positive_int
-from ..layer import Array, Layer, Shape
 from ..boundary import Spec
+from ..layer import Array, Layer, Shape
 from ._oned import OneDCache, shape_cl
 from .pool import avg_pool2d, max_pool2d
 

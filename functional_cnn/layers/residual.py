@@ -7,8 +7,17 @@ import numpy as np
 
 from .._checks import shape_tuple
 from ..layer import Array, Layer, Shape
-from ._combinator import (call_child, check_child, check_child_backward, check_child_caches, check_child_params,
-                          check_children, composite, entries, spawn_rngs)
+from ._combinator import (
+    call_child,
+    check_child,
+    check_child_backward,
+    check_child_caches,
+    check_child_params,
+    check_children,
+    composite,
+    entries,
+    spawn_rngs,
+)
 
 __all__ = ["residual"]
 

@@ -12,8 +12,17 @@ import numpy as np
 import toolz
 
 from ..layer import Array, Layer, Shape
-from ._combinator import (call_child, check_child, check_child_backward, check_child_caches, check_child_params,
-                          check_children, composite, entries, spawn_rngs)
+from ._combinator import (
+    call_child,
+    check_child,
+    check_child_backward,
+    check_child_caches,
+    check_child_params,
+    check_children,
+    composite,
+    entries,
+    spawn_rngs,
+)
 
 __all__ = ["serial"]
 

@@ -6,8 +6,8 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from .._checks import shape_tuple
-from ..layer import Array, Layer, Shape, ShapeCache
 from ..boundary import Spec
+from ..layer import Array, Layer, Shape, ShapeCache
 
 __all__ = ["flatten", "reshape"]
 

@@ -37,8 +37,8 @@ from ..tree import (
     tree_unflatten,
 )
 from .leaves import (  # noqa: F401  (freeze_tree, new_count, ... are used by the transforms through here)
-    Leaves,
     LeafView,
+    Leaves,
     _is_float,
     check_grads,
     check_grads_against_state,

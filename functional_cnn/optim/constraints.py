@@ -15,7 +15,7 @@ from .._checks import real_number
 from ..params import trainable
 from ..tree import tree_leaves, tree_leaves_with_paths, tree_map_with_path, tree_paths
 from .base import EmptyState, GradientTransformation, leaf_transform, part_call
-from .leaves import Leaves, LeafView, check_grads, check_state, freeze
+from .leaves import LeafView, Leaves, check_grads, check_state, freeze
 from .masks import Mask, check_mask_matches, evaluate_mask, resolve_mask
 
 __all__ = [

@@ -93,7 +93,8 @@ def piecewise_constant_schedule(boundaries: Sequence[int], values: Sequence[floa
     (1.0, 0.1, 0.01)
     """
     where = "piecewise_constant_schedule"
-    bounds = [positive_int(b, where, f"boundaries[{i}]") for i, b in enumerate(_sequence(boundaries, where, "boundaries"))]
+    bounds = [positive_int(b, where, f"boundaries[{i}]")
+              for i, b in enumerate(_sequence(boundaries, where, "boundaries"))]
     vals = [real_number(v, where, f"values[{i}]") for i, v in enumerate(_sequence(values, where, "values"))]
     if len(vals) != len(bounds) + 1:
         raise ValueError(
@@ -192,7 +193,8 @@ def join_schedules(schedules: Sequence[Callable[[int], float]], boundaries: Sequ
     """
     where = "join_schedules"
     parts = _sequence(schedules, where, "schedules")
-    bounds = [positive_int(b, where, f"boundaries[{i}]") for i, b in enumerate(_sequence(boundaries, where, "boundaries"))]
+    bounds = [positive_int(b, where, f"boundaries[{i}]")
+              for i, b in enumerate(_sequence(boundaries, where, "boundaries"))]
     for i, s in enumerate(parts):
         if not callable(s):
             raise TypeError(f"{where}: schedules[{i}] must be callable step -> value, got {type(s).__name__}")

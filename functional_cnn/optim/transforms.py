@@ -15,8 +15,18 @@ import numpy as np
 
 from .._checks import real_number
 from ..params import readonly
-from .base import GradientTransformation, EmptyState, leaf_transform
-from .leaves import Array, Leaves, LeafView, check_state, freeze, freeze_tree, moment_leaves, new_count, zeros_like_params
+from .base import EmptyState, GradientTransformation, leaf_transform
+from .leaves import (
+    Array,
+    LeafView,
+    Leaves,
+    check_state,
+    freeze,
+    freeze_tree,
+    moment_leaves,
+    new_count,
+    zeros_like_params,
+)
 from .moments import bias_corrected, root_scaled, update_moments, widen
 
 __all__ = [
@@ -250,7 +260,8 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
 
 
 # ----------------------------------------------------------------------------- adaptive
-def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0) -> GradientTransformation:
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+                  eps_root: float = 0.0) -> GradientTransformation:
     """Adam's direction (Kingma & Ba): bias-corrected ``m / (sqrt(v + eps_root) + eps)``.
 
     ``m = b1 m + (1 - b1) g`` and ``v = b2 v + (1 - b2) g**2``; after ``t`` updates

@@ -25,6 +25,7 @@ from functional_cnn.optim import (
     adagrad,
     adam,
     adamw,
+    apply_updates,
     chain,
     clip_by_global_norm,
     clip_by_value,
@@ -35,9 +36,8 @@ from functional_cnn.optim import (
     scale_by_adam,
     scale_by_learning_rate,
     sgd,
-    apply_updates,
 )
-from functional_cnn.tree import tree_leaves_with_paths, tree_map_with_path, trainable
+from functional_cnn.tree import trainable, tree_leaves_with_paths, tree_map_with_path
 
 STEPS = 4
 

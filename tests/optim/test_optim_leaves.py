@@ -13,8 +13,8 @@ import pytest
 import functional_cnn.optim.base as base_module
 import functional_cnn.optim.leaves as leaves_module
 from functional_cnn.optim import (
-    GradientTransformation,
     EmptyState,
+    GradientTransformation,
     adam,
     chain,
     clip_by_global_norm,
@@ -25,7 +25,6 @@ from functional_cnn.optim import (
 )
 from functional_cnn.optim.moments import bias_corrected, bias_correction, root_scaled, update_moments, widen
 from functional_cnn.tree import tree_leaves, tree_map
-
 from optim_testlib import as_dict, grads_like, make_params
 
 
@@ -114,8 +113,8 @@ def test_tree_only_parts_get_trees_and_the_chain_goes_back_to_leaves():
 def test_a_tree_only_part_that_breaks_the_leaves_is_reported_by_the_next_part():
     params = make_params()
     grads = grads_like(params, np.random.default_rng(0))
-    to_int = GradientTransformation(lambda p: EmptyState(), lambda g, s, p=None: (tree_map(lambda x: x.astype(int), g), s),
-                                    "to_int")
+    to_int = GradientTransformation(lambda p: EmptyState(),
+                                    lambda g, s, p=None: (tree_map(lambda x: x.astype(int), g), s), "to_int")
     opt = chain(to_int, scale(2.0), name="mine")
     with pytest.raises(TypeError, match=r"^mine.update -> scale.update: grads leaf '0.w' must be a floating numpy"):
         opt.update(grads, opt.init(params), params)
