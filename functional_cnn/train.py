@@ -28,7 +28,9 @@ from .debug import debug as debug_layers
 from .layer import Layer
 from .losses import accuracy as _accuracy
 from .losses import softmax_cross_entropy
-from .optim import GradientTransformation, apply_updates, learning_rate
+from .optim import GradientTransformation, learning_rate
+from .optim.base import update_and_apply
+from .optim.transforms import learning_rate_reader
 from .tracking import LayerNorms, layer_norms
 from .tree import tree_leaves_with_paths
 
@@ -149,20 +151,24 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
         return _accumulating_step(net, loss, optimizer, accumulate, comm, exchange_timeout, bool(track_layers))
     if accumulate is not None:
         positive_int(accumulate, "make_step", "accumulate")
+    read_lr: Optional[Callable[[Any], float]] = None
 
     def step(params: Any, opt_state: Any, batch: Tuple[np.ndarray, Any],
              rng: Optional[np.random.Generator] = None) -> Tuple[Any, Any, StepMetrics]:
+        nonlocal read_lr
         x, y = _pair(batch, "make_step", "batch")
-        lr = learning_rate(opt_state)
+        if read_lr is None:  # where the state keeps its rate, found once: optimizer.update checks the state
+            read_lr = learning_rate_reader(opt_state)
+        lr = read_lr(opt_state)
         out, cache = net.forward(params, x, rng=rng, train=True)
         result = loss(out, y)
         if not isinstance(result, tuple) or len(result) != 2:
             raise TypeError(f"make_step: loss must return (value, dpred), got {type(result).__name__}")
         value, dout = result
         grads, _ = net.backward(params, cache, dout, need_dx=False)  # nobody reads dx of the input batch
-        updates, new_state = optimizer.update(grads, opt_state, params)
-        new_params = net.update_state(apply_updates(params, updates), cache)
-        norms = layer_norms(params, grads, updates) if track_layers else None
+        applied, new_state, updates = update_and_apply(optimizer, grads, opt_state, params)
+        new_params = net.update_state(applied, cache)
+        norms = layer_norms(params, grads, updates()) if track_layers else None
         return new_params, new_state, StepMetrics(float(value), _batch_accuracy(out, y), lr, norms)
 
     return step

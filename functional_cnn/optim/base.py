@@ -26,6 +26,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import attrs
 import numpy as np
 
+from ..params import trainable_structure
 from ..tree import (
     TreeDef,
     align_leaves,
@@ -48,6 +49,7 @@ from .leaves import (  # noqa: F401  (freeze_tree, new_count, ... are used by th
     moment_leaves,
     new_count,
     take_apart,
+    take_apart_with_params,
     zeros_like_params,
 )
 
@@ -56,6 +58,7 @@ __all__ = [
     "EmptyState",
     "chain",
     "apply_updates",
+    "update_and_apply",
 ]
 
 Params = Any
@@ -260,3 +263,33 @@ def apply_updates(params: Params, updates: Updates) -> Params:
             )
         out.append(freeze(p + u.astype(p.dtype, copy=False)))
     return tree_unflatten(p_def, out)
+
+
+def update_and_apply(optimizer: GradientTransformation, grads: Updates, state: OptState,
+                     params: Params) -> Tuple[Params, OptState, Callable[[], Updates]]:
+    """``optimizer.update`` then :func:`apply_updates`, with each tree flattened once.
+
+    When the optimizer works on flat lists of leaves (every built-in one does), the
+    gradients and the params are flattened once, the update runs on the lists, and
+    each param becomes ``p + u`` cast to ``p``'s dtype, exactly as :func:`apply_updates`
+    computes it: the new params are bit-identical to the two separate calls. Otherwise
+    it makes the two calls.
+
+    Returns:
+        ``(new_params, new_state, updates)``, where ``updates()`` builds the update
+        tree only when asked (layer tracking reads it).
+    """
+    if optimizer.update_leaves is None:
+        updates, new_state = optimizer.update(grads, state, params)
+        return apply_updates(params, updates), new_state, lambda: updates
+    leaves, view, p_leaves, p_def = take_apart_with_params(optimizer.name, grads, params)
+    u_leaves, new_state = optimizer.update_leaves(leaves, state, view)
+    _, keep = trainable_structure(p_def)
+    out = list(p_leaves)
+    for j, i in enumerate(keep):
+        p, u = out[i], u_leaves[j]
+        if not _is_float(u) or u.shape != p.shape:  # a transform that broke the contract: the tree API names it
+            return apply_updates(params, view.unflatten(u_leaves)), new_state, lambda: view.unflatten(u_leaves)
+        out[i] = freeze(p + u.astype(p.dtype, copy=False))
+    return tree_unflatten(p_def, out), new_state, lambda: view.unflatten(u_leaves)
+

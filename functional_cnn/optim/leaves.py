@@ -107,6 +107,14 @@ class LeafView:
 def take_apart(where: str, grads: Any, params: Any = None) -> Tuple[Leaves, LeafView]:
     """Flatten ``grads`` once and check it: floating leaves; with ``params``, the structure and
     shapes of ``trainable(params)``. Errors name ``where`` and the leaf's path."""
+    leaves, view, _, _ = take_apart_with_params(where, grads, params)
+    return leaves, view
+
+
+def take_apart_with_params(where: str, grads: Any, params: Any = None
+                           ) -> Tuple[Leaves, LeafView, Optional[Leaves], Optional[TreeDef]]:
+    """:func:`take_apart`, also returning the params' leaves and structure (``None`` without params), so
+    that applying the update needs no second flatten."""
     leaves, treedef = tree_flatten(grads)
     paths = checked_paths(treedef)
     for i, g in enumerate(leaves):
@@ -115,14 +123,14 @@ def take_apart(where: str, grads: Any, params: Any = None) -> Tuple[Leaves, Leaf
             raise TypeError(f"{where}.update: grads leaf '{paths[i] or '<root>'}' must be a floating numpy array "
                             f"(float16/32/64), got {got}")
     if params is None:
-        return leaves, LeafView(treedef, None, None)
+        return leaves, LeafView(treedef, None, None), None, None
     p_leaves, p_def = tree_flatten(params)
     t_def, keep = trainable_structure(p_def)
     if t_def is not treedef:
         assert_same_structure(grads, trainable(params), where=f"{where}.update", names=("grads", "params (trainable)"))
     wanted = [p_leaves[i] for i in keep]
     _check_shapes(where, paths, leaves, wanted, "params", "")
-    return leaves, LeafView(treedef, wanted, params)
+    return leaves, LeafView(treedef, wanted, params), p_leaves, p_def
 
 
 def check_grads(where: str, grads: Any, params: Any = None) -> None:

@@ -8,7 +8,7 @@ tree shaped like ``trainable(params)`` whose arrays have the params' dtype.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator, Union
+from typing import Any, Callable, Iterator, Tuple, Union
 
 import attrs
 import numpy as np
@@ -207,6 +207,42 @@ def _find(state: Any, cls: type) -> Iterator[Any]:
     else:
         for name in _record_fields(type(state)):
             yield from _find(getattr(state, name), cls)
+
+
+def _paths_to(state: Any, cls: type, path: Tuple[Any, ...] = ()) -> Iterator[Tuple[Any, ...]]:
+    if isinstance(state, cls):
+        yield path
+    elif isinstance(state, (tuple, list)):
+        for i, s in enumerate(state):
+            yield from _paths_to(s, cls, path + (i,))
+    else:
+        for name in _record_fields(type(state)):
+            yield from _paths_to(getattr(state, name), cls, path + (name,))
+
+
+def learning_rate_reader(state: Any) -> Callable[[Any], float]:
+    """:func:`learning_rate` for states shaped like ``state``, with the rate's place found once.
+
+    The reader follows the path where ``state`` holds its :class:`ScaleByLearningRateState`;
+    a state of another shape falls back to the full search (and its errors).
+    """
+    paths = list(_paths_to(state, ScaleByLearningRateState))
+    if len(paths) != 1:
+        learning_rate(state)  # raises the named error
+    path = paths[0]
+
+    def read(s: Any) -> float:
+        node = s
+        try:
+            for key in path:
+                node = node[key] if type(key) is int else getattr(node, key)
+        except (IndexError, KeyError, TypeError, AttributeError):
+            return learning_rate(s)
+        if type(node) is not ScaleByLearningRateState:
+            return learning_rate(s)
+        return float(node.learning_rate)
+
+    return read
 
 
 def learning_rate(state: Any) -> float:
