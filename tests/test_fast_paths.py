@@ -51,6 +51,21 @@ def test_conv2d_chunked_backward_matches_one_piece(monkeypatch, c_in):
     np.testing.assert_allclose(g_chunk.w, g_whole.w, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("images_per_chunk", [5, 3, 2, 1])  # whole channels, then runs of images (uneven last run)
+@pytest.mark.parametrize("c_in", [1, 3])
+def test_conv2d_backward_in_channel_and_image_runs_matches_one_piece(monkeypatch, c_in, images_per_chunk):
+    layer = fc.conv2d(4, 3, padding=1)
+    params, x, rng = _conv_case(layer, (c_in, 6, 5), n=5)
+    y, cache = layer.forward(params, x, train=True)
+    dy = rng.standard_normal(y.shape)
+    g_whole, dx_whole = layer.backward(params, cache, dy)
+    per_image = 9 * (6 + 2) * (5 + 2) * x.itemsize  # KH*KW rows of the padded image
+    monkeypatch.setattr(conv_mod, "BACKWARD_CHUNK_BYTES", images_per_chunk * per_image)
+    g_chunk, dx_chunk = layer.backward(params, cache, dy)
+    assert np.array_equal(dx_chunk, dx_whole) and np.array_equal(g_chunk.w, g_whole.w)  # same sums, same order
+    assert g_chunk.b is not None and np.array_equal(g_chunk.b, g_whole.b)
+
+
 @pytest.mark.parametrize("in_shape", [(2, 9, 9), (2, 5, 5)])
 def test_conv2d_wide_rows_and_exact_rows_agree(in_shape):
     """(2, 9, 9): wide rows are chosen; (2, 5, 5) with a 3x3 kernel and padding 0: Wp/OW = 5/3, exact rows."""
