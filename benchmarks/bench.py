@@ -61,7 +61,7 @@ WORKLOADS: Dict[str, Dict[str, Any]] = {
     "lenet-unpadded-b1000-infer": dict(net="lenet-unpadded", batch=1000, mode="infer", target=1.5,
                                        label="LeNet-5, unpadded, batch 1000, inference"),
     "fashion-lenet-e2e": dict(net="lenet-padded", batch=64, mode="e2e", target=1.0,
-                              label="LeNet-5, padded, Fashion-MNIST, 3 epochs + test, batch 64"),
+                              label="LeNet-5, padded, Fashion-MNIST, {epochs} + test, batch 64"),
 }
 RSS_WORKLOAD, RSS_TARGET_MB = "lenet-padded-b64-train", 100.0
 METHOD = ("fresh subprocess per measurement; fcnn and torch alternate, order swapped every round; "
@@ -191,7 +191,9 @@ def summarize(results: List[Dict[str, Any]], threads: int) -> List[Dict[str, Any
         by_impl = {impl: [r for r in mine if r["workload"] == wid and r["impl"] == impl] for impl in ("fcnn", "torch")}
         if not any(by_impl.values()):
             continue
-        row: Dict[str, Any] = {"workload": wid, "label": w["label"], "net": w["net"], "batch": w["batch"],
+        epochs = next((r["epochs"] for rs in by_impl.values() for r in rs if "epochs" in r), None)
+        label = w["label"].format(epochs=f"{epochs} epoch{'s' if epochs != 1 else ''}" if epochs else "")
+        row: Dict[str, Any] = {"workload": wid, "label": label, "net": w["net"], "batch": w["batch"],
                                "mode": w["mode"], "threads": threads, "target": w["target"]}
         for impl, runs in by_impl.items():
             row[impl] = _impl_summary(runs) if runs else None
@@ -244,6 +246,21 @@ def merge(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
             "settings": {**new["settings"], "workloads": [r["workload"] for r in rows]}}
 
 
+def resummarize(path: Path) -> None:
+    """Recompute a results file's rows from the raw runs it stores (after a change to :func:`summarize`)."""
+    payload = json.loads(path.read_text())
+    t = payload["machine"]["threads"]
+    old = {r["workload"]: r for r in payload["rows"]}
+    rows = summarize(payload["runs"], t)
+    for row in rows:
+        if "run" in old.get(row["workload"], {}):
+            row["run"] = old[row["workload"]]["run"]
+    payload["rows"] = rows
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    os.replace(tmp, path)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 rounds of 0.5 s (default: 3 rounds of 1 s)")
@@ -261,12 +278,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--merge", action="store_true",
                     help="keep the rows of workloads this run did not measure from the existing files")
+    ap.add_argument("--resummarize", nargs="+", type=Path, metavar="JSON",
+                    help="recompute these result files' rows from their stored runs, then exit")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         from benchmarks.workers import run
 
         print(json.dumps(run(json.loads(args.worker)), default=float))
+        return 0
+    if args.resummarize:
+        for path in args.resummarize:
+            resummarize(path)
+            print(f"resummarized {path}")
         return 0
     try:
         workloads = select(args.workloads)

@@ -68,15 +68,19 @@ def _load_range(payload: Dict[str, Any]) -> str:
     return f"{min(loads):.1f} to {max(loads):.1f}"
 
 
+def _rounds(results: Dict[int, Dict[str, Any]]) -> str:
+    """How many rounds the timed rows' medians are over, e.g. '2' or '2 to 3'."""
+    counts = {len(r[impl]["samples_per_s_runs"]) for p in results.values() for r in p["rows"]
+              if r["mode"] != "e2e" for impl in ("fcnn", "torch") if r.get(impl)}
+    return "-" if not counts else (f"{min(counts)}" if len(counts) == 1 else f"{min(counts)} to {max(counts)}")
+
+
 def _machine_line(results: Dict[int, Dict[str, Any]]) -> str:
-    any_payload = results[min(results)]
-    m = any_payload["machine"]
+    m = results[min(results)]["machine"]
     loads = ", ".join(f"{t} thread{'s' if t > 1 else ''} {_load_range(p)}" for t, p in sorted(results.items()))
-    s = any_payload["settings"]
     return (f"{m['cpu']}, {m['logical_cpus']} logical CPUs, Python {m['python']}, numpy {m['numpy']} "
-            f"({m['blas']}), PyTorch {m['torch']}; functional_cnn at commit {m['commit']}, run started "
-            f"{any_payload['started']}; {s['repeats']} alternating rounds of {s['seconds']:g} s per measurement; "
-            f"load average (1 min) {loads}")
+            f"({m['blas']}), PyTorch {m['torch']}; functional_cnn at commit {m['commit']}; medians over "
+            f"{_rounds(results)} alternating rounds; load average (1 min) {loads}")
 
 
 def readme_block(results: Dict[int, Dict[str, Any]]) -> str:
@@ -144,7 +148,7 @@ def docs_block(payload: Dict[str, Any]) -> str:
         lines.append(f"| {r['label']} | {rate_f} | {rate_t} | {_ratio(r)} | {per_round} | "
                      f"{g(f, 'samples_per_cpu_s', ',.0f')} | {g(tt, 'samples_per_cpu_s', ',.0f')} | "
                      f"{_ratio(r, 'ratio_torch_cpu', bold=False)} | {g(f, 'peak_rss_mb', '.0f')} / {g(tt, 'peak_rss_mb', '.0f')} | "
-                     f"{g(f, 'minflt_per_step', '.1f')} / {g(tt, 'minflt_per_step', '.1f')} | {nb} |")
+                     f"{g(f, 'minflt_per_step', ',.0f')} / {g(tt, 'minflt_per_step', ',.0f')} | {nb} |")
     return "\n".join(lines)
 
 

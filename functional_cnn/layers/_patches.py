@@ -179,7 +179,7 @@ def _backward_wide(w2: Array, cols: Array, dy: Array, cache: Any, k: Tuple[int, 
     elif per_channel <= chunk_bytes:
         cs = chunk_bytes // per_channel
         chunks = [(c0, min(c0 + cs, c_in), 0, n) for c0 in range(0, c_in, cs)]
-    else:  # equal runs of images, each at most chunk_bytes (or one image)
+    else:  # equal runs of images of about chunk_bytes each (at least one image)
         parts = -(-per_channel // max(chunk_bytes, per_image))
         ns = -(-n // parts)
         chunks = [(c, c + 1, n0, min(n0 + ns, n)) for c in range(c_in) for n0 in range(0, n, ns)]
