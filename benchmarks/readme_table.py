@@ -147,7 +147,8 @@ def docs_block(payload: Dict[str, Any]) -> str:
         nb = "-" if r.get("ratio_notebook") is None else f"{r['ratio_notebook']:.0f}x"
         lines.append(f"| {r['label']} | {rate_f} | {rate_t} | {_ratio(r)} | {per_round} | "
                      f"{g(f, 'samples_per_cpu_s', ',.0f')} | {g(tt, 'samples_per_cpu_s', ',.0f')} | "
-                     f"{_ratio(r, 'ratio_torch_cpu', bold=False)} | {g(f, 'peak_rss_mb', '.0f')} / {g(tt, 'peak_rss_mb', '.0f')} | "
+                     f"{_ratio(r, 'ratio_torch_cpu', bold=False)} | "
+                     f"{g(f, 'peak_rss_mb', '.0f')} / {g(tt, 'peak_rss_mb', '.0f')} | "
                      f"{g(f, 'minflt_per_step', ',.0f')} / {g(tt, 'minflt_per_step', ',.0f')} | {nb} |")
     return "\n".join(lines)
 
@@ -163,12 +164,15 @@ def baseline_block(before: Dict[int, Dict[str, Any]], after: Dict[int, Dict[str,
         for wid in [w for w in _order(after) if w in a or w in b]:
             rb, ra = b.get(wid), a.get(wid)
             label = (ra or rb)["label"]
+            mode = (ra or rb)["mode"]
             lines.append(f"| {label} | {t} | {_ratio(rb)} | {_ratio(ra)} | "
                          f"{_ratio(rb, 'ratio_torch_cpu', bold=False)} | {_ratio(ra, 'ratio_torch_cpu', bold=False)} | "
-                         f"{_rate(rb and rb['fcnn'], (ra or rb)['mode'])} | {_rate(ra and ra['fcnn'], (ra or rb)['mode'])} |")
+                         f"{_rate(rb and rb['fcnn'], mode)} | {_rate(ra and ra['fcnn'], mode)} |")
     commits = ", ".join(sorted({p["machine"]["commit"] for p in before.values()}))
-    return "\n".join([f"Before: commit {commits} (`benchmarks/results/baseline-threads<N>.json`); after: the "
-                      "tables above.", "", *head, *lines])
+    loads = "; ".join(f"{t} thread{'s' if t > 1 else ''} {_load_range(p)}" for t, p in sorted(before.items()))
+    return "\n".join([f"Before: commit {commits} (`benchmarks/results/baseline-threads<N>.json`; load average "
+                      f"(1 min) {loads}); after: the tables above. Rows differ by more than the code: "
+                      "read them with the load and the per-round ratios.", "", *head, *lines])
 
 
 def replace_block(text: str, name: str, block: str, where: str) -> str:
