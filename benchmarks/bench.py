@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    python -m benchmarks.bench                          # every workload, 1 and 2 threads (~10 min)
-    python -m benchmarks.bench --quick                  # shorter timings, same workloads (~6 min)
+    python -m benchmarks.bench               # every workload, 1 and 2 threads (~6 min on a quiet box)
+    python -m benchmarks.bench --quick       # 2 rounds of 0.5 s, same workloads (~3 min on a quiet box)
     python -m benchmarks.bench --workloads 'lenet-*' --threads 1
     python -m benchmarks.bench --prefix baseline-       # writes results/baseline-threads{1,2}.json
 
@@ -226,7 +226,8 @@ def table(rows: List[Dict[str, Any]]) -> str:
         ratio = "-" if r["ratio_torch"] is None else f"{r['ratio_torch']:.2f}"
         nb = "-" if r["ratio_notebook"] is None else f"{r['ratio_notebook']:.0f}"
         lines.append(f"| {r['workload']} | {g(f, 'samples_per_s', ',.0f')} | {g(t, 'samples_per_s', ',.0f')} | "
-                     f"{ratio} | {r['target']:.1f} | {nb} | {g(f, 'peak_rss_mb', '.0f')} / {g(t, 'peak_rss_mb', '.0f')} | "
+                     f"{ratio} | {r['target']:.1f} | {nb} | "
+                     f"{g(f, 'peak_rss_mb', '.0f')} / {g(t, 'peak_rss_mb', '.0f')} | "
                      f"{g(f, 'minflt_per_step', '.1f')} / {g(t, 'minflt_per_step', '.1f')} | "
                      f"{g(f, 'time_s', '.1f')} / {g(t, 'time_s', '.1f')} | "
                      f"{g(f, 'test_accuracy', '.4f')} / {g(t, 'test_accuracy', '.4f')} |")
