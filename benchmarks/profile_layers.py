@@ -1,7 +1,7 @@
 """Where a training step's time goes, layer by layer (the profile in docs/performance.md).
 
-    python -m benchmarks.profile_layers lenet 64
-    python -m benchmarks.profile_layers seed1 1 --cprofile     # plus the top functions
+    python -m benchmarks.profile_layers lenet-padded 64
+    python -m benchmarks.profile_layers seed000 1 --cprofile     # plus the top functions
 
 Each layer's forward (train=True) and backward is timed on its own, on the activations
 the network really produces, in CPU time (``time.process_time``: other load on a shared
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.workers import fcnn_runner, init_params, make_data  # noqa: E402
+from benchmarks.workers import NETS, fcnn_runner, init_params, make_data  # noqa: E402
 
 
 def best_time(fn: Callable[[], Any], calls: int, blocks: int = 5) -> float:
@@ -44,7 +44,7 @@ def profile(net: str, batch: int, calls: int) -> Tuple[float, List[Tuple[str, fl
     step, _ = fcnn_runner(net, batch, "train", 0)
     total = best_time(step, calls)
     layer, params = init_params(net, 0)
-    h, _ = make_data(net, batch, 0)
+    h, _ = make_data(batch, 0)
     rows = []
     for child, p in zip(layer.children, params):
         y, cache = child.forward(p, h, train=True)
@@ -58,7 +58,7 @@ def profile(net: str, batch: int, calls: int) -> Tuple[float, List[Tuple[str, fl
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("net", choices=["lenet", "seed1", "seed2"])
+    ap.add_argument("net", choices=NETS)
     ap.add_argument("batch", type=int)
     ap.add_argument("--calls", type=int, help="calls per timed block (default: about 2000 examples' worth)")
     ap.add_argument("--cprofile", action="store_true", help="also print cProfile's top functions for 200 steps")
@@ -72,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"| {name} | {fwd:,.1f} | {bwd:,.1f} |")
     layers = sum(f + b for _, f, b in rows)
     print(f"| all layers | {sum(f for _, f, _ in rows):,.1f} | {sum(b for _, _, b in rows):,.1f} |")
-    print(f"rest of the step (loss, SGD tree_map, serial's bookkeeping): {total - layers:,.0f} us")
+    print(f"rest of the step (loss, SGD momentum, serial's bookkeeping): {total - layers:,.0f} us")
     if args.cprofile:
         step, _ = fcnn_runner(args.net, args.batch, "train", 0)
         prof = cProfile.Profile()

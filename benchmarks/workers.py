@@ -1,31 +1,42 @@
-"""One measurement per process: the networks built three ways, and how each is timed.
+"""One measurement per process: the workloads, each written the way its framework's users write it.
 
 ``run(spec)`` is what ``bench.py --worker SPEC`` calls in a fresh subprocess, after the
-thread-count variables are set, so each implementation's peak RSS is its own.
+thread-count variables are set, so each measurement's peak RSS and page faults are its own.
 
-Networks (all on ``(1, 28, 28)`` inputs):
+Networks (all on ``(1, 28, 28)`` inputs, softmax cross-entropy over 10 classes):
 
-* ``lenet``: conv 6@5x5 pad 2, ReLU, max-pool 2, conv 16@5x5, ReLU, max-pool 2, flatten,
-  dense 120, ReLU, dense 84, ReLU, dense 10; softmax cross-entropy.
-* ``seed1`` (seed 000): conv 4@3x3, ReLU, max-pool 2, flatten, dense 10; softmax CE.
-* ``seed2`` (seed 002): conv 5@3x3 + per-position bias, sigmoid, dense 100, sigmoid,
-  dense 2, sigmoid; binary cross-entropy on one-hot targets.
+* ``lenet-unpadded``: LeNet-5 as PyTorch's tutorial writes it, first conv unpadded on
+  28x28: conv 6@5x5, ReLU, max-pool 2, conv 16@5x5, ReLU, max-pool 2, flatten (256),
+  dense 120, ReLU, dense 84, ReLU, dense 10.
+* ``lenet-padded``: the same with the first conv padded by 2 (flatten 400): the CLI's
+  ``lenet`` model, :func:`functional_cnn.models.lenet5`.
+* ``seed000``: seed notebook 000's network, :func:`functional_cnn.models.seed1_net`:
+  conv 4@3x3, ReLU, max-pool 2, flatten, dense 10.
 
-A training step is forward (train=True), loss, backward and a plain SGD update
-``p - lr * g`` (functional_cnn: new params via ``tree_map``; PyTorch: ``optim.SGD``;
-notebooks: their own in-place update, one example at a time). Every implementation
-starts from the same functional_cnn-initialized weights and sees the same data.
+How each framework is used (its own default initialization, its own idioms):
+
+* functional_cnn: ``step = fc.make_step(net, fc.softmax_cross_entropy, fc.sgd(LR,
+  momentum=0.9))`` and ``params, state, metrics = step(params, state, (x, y))``;
+  inference ``net.forward(params, x)``; end to end ``fc.fit(..., test_data=...)``.
+* PyTorch: ``nn.Sequential`` with default init, ``nn.CrossEntropyLoss``,
+  ``torch.optim.SGD(lr=LR, momentum=0.9)``, tensors made once with ``torch.from_numpy``;
+  a step is ``zero_grad``, forward, loss, ``backward``, ``step`` and ``loss.item()``
+  (as the tutorial's running loss does); inference under ``torch.no_grad()``.
+* notebook (seed 000 only): the notebook's own per-example loop with in-place plain SGD
+  (``benchmarks/notebook_baseline.py``), from functional_cnn's initial weights.
 """
 from __future__ import annotations
 
 import resource
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import numpy as np
 
 LR = 0.01
+MOMENTUM = 0.9
 IN_SHAPE = (1, 28, 28)
+NETS = ("lenet-unpadded", "lenet-padded", "seed000")
 
 
 def rss_mb() -> float:
@@ -33,42 +44,39 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def minflt() -> int:
+    """Minor page faults of this process so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 # ----------------------------------------------------------------------------- functional_cnn
 def build_fcnn(net: str) -> Any:
+    """The functional_cnn network called ``net`` (one of :data:`NETS`)."""
     import functional_cnn as fc
-    from functional_cnn.initializers import scaled_normal
+    from functional_cnn import models
 
-    if net == "lenet":
-        return fc.serial(fc.conv2d(6, 5, padding=2), fc.relu(), fc.max_pool2d(2), fc.conv2d(16, 5), fc.relu(),
+    if net == "lenet-padded":
+        return models.lenet5()
+    if net == "lenet-unpadded":
+        return fc.serial(fc.conv2d(6, 5), fc.relu(), fc.max_pool2d(2), fc.conv2d(16, 5), fc.relu(),
                          fc.max_pool2d(2), fc.flatten(), fc.dense(120), fc.relu(), fc.dense(84), fc.relu(),
                          fc.dense(10))
-    if net == "seed1":
-        n01 = scaled_normal(0.1)
-        return fc.serial(fc.conv2d(4, 3, w_init=n01), fc.relu(), fc.max_pool2d(2), fc.flatten(),
-                         fc.dense(10, w_init=n01))
-    if net == "seed2":
-        from functional_cnn.layers.bias import bias
-
-        n1 = scaled_normal(1.0)
-        return fc.serial(fc.conv2d(5, 3, use_bias=False, w_init=n1), bias(b_init=n1), fc.sigmoid(), fc.flatten(),
-                         fc.dense(100, w_init=n1, b_init=n1), fc.sigmoid(), fc.dense(2, w_init=n1, b_init=n1),
-                         fc.sigmoid())
-    raise ValueError(f"unknown net {net!r}")
+    if net == "seed000":
+        return models.seed1_net()
+    raise ValueError(f"build_fcnn: unknown net {net!r}; choose from {', '.join(NETS)}")
 
 
 def init_params(net: str, seed: int) -> Tuple[Any, Any]:
+    """``(layer, params)`` of ``net``, initialized by functional_cnn from ``seed``."""
     layer = build_fcnn(net)
     _, params = layer.init(np.random.default_rng(seed), IN_SHAPE, dtype=np.float32)
     return layer, params
 
 
-def make_data(net: str, batch: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """MNIST-shaped inputs in [0, 1) and labels (one-hot columns of 2 classes for seed2)."""
+def make_data(batch: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """MNIST-shaped float32 inputs in [0, 1) and int64 labels of 10 classes."""
     rng = np.random.default_rng(seed + 1)
-    x = rng.random((batch,) + IN_SHAPE, dtype=np.float32)
-    classes = 2 if net == "seed2" else 10
-    labels = rng.integers(0, classes, batch)
-    return x, labels
+    return rng.random((batch,) + IN_SHAPE, dtype=np.float32), rng.integers(0, 10, batch)
 
 
 def step_flops(net: str, batch: int) -> Dict[str, float]:
@@ -87,90 +95,62 @@ def step_flops(net: str, batch: int) -> Dict[str, float]:
 
 
 def fcnn_runner(net: str, batch: int, mode: str, seed: int) -> Tuple[Callable[[], Any], Callable[[], float]]:
+    """``(call, first_loss)``: one training step (or one inference call) and the initial loss."""
     import functional_cnn as fc
-    from functional_cnn.tree import tree_map
 
     layer, params = init_params(net, seed)
-    x, labels = make_data(net, batch, seed)
-    if net == "seed2":
-        target = np.eye(2, dtype=np.float32)[labels]
-        loss_fn = lambda pred: fc.binary_cross_entropy(pred, target)  # noqa: E731
-    else:
-        loss_fn = lambda pred: fc.softmax_cross_entropy(pred, labels)  # noqa: E731
-    lr = np.float32(LR)
-    state = {"params": params}
-
-    def sgd(p: np.ndarray, g: np.ndarray) -> np.ndarray:
-        new = np.multiply(g, lr)
-        np.subtract(p, new, out=new)  # p - lr * g with one fresh array
-        new.flags.writeable = False  # fresh and unshared: the params record takes it without a copy
-        return new
+    x, labels = make_data(batch, seed)
+    opt = fc.sgd(LR, momentum=MOMENTUM)
+    step = fc.make_step(layer, fc.softmax_cross_entropy, opt)
+    state = {"params": params, "opt": opt.init(params)}
 
     def train_step() -> None:
-        p = state["params"]
-        out, cache = layer.forward(p, x, train=True)
-        _, dpred = loss_fn(out)
-        grads, _ = layer.backward(p, cache, dpred)
-        state["params"] = tree_map(sgd, p, grads)
+        state["params"], state["opt"], _ = step(state["params"], state["opt"], (x, labels))
 
     def infer() -> None:
-        layer.forward(state["params"], x, train=False)
+        layer.forward(state["params"], x)
 
     def first_loss() -> float:
-        return float(loss_fn(layer.forward(params, x, train=True)[0])[0])
+        return float(fc.softmax_cross_entropy(layer.forward(params, x)[0], labels)[0])
 
     return (train_step if mode == "train" else infer), first_loss
 
 
 # ----------------------------------------------------------------------------- PyTorch
+def build_torch(net: str, seed: int) -> Any:
+    """The same network as an ``nn.Sequential`` with PyTorch's default initialization."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    if net in ("lenet-padded", "lenet-unpadded"):
+        pad, flat = (2, 400) if net == "lenet-padded" else (0, 256)
+        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5),
+                             nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(flat, 120), nn.ReLU(),
+                             nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    if net == "seed000":
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(676, 10))
+    raise ValueError(f"build_torch: unknown net {net!r}; choose from {', '.join(NETS)}")
+
+
 def torch_runner(net: str, batch: int, mode: str, seed: int, threads: int) -> Tuple[Callable, Callable]:
+    """``(call, first_loss)`` for PyTorch, written as its tutorial writes a training step."""
     import torch
     from torch import nn
 
     torch.set_num_threads(threads)
-    _, params = init_params(net, seed)
-    x_np, labels = make_data(net, batch, seed)
-    t = lambda a: torch.from_numpy(np.array(a, dtype=np.float32))  # noqa: E731
-
-    def conv(p: Any, c_in: int, padding: int = 0) -> nn.Conv2d:
-        m = nn.Conv2d(c_in, p.w.shape[0], p.w.shape[2], padding=padding, bias=p.b is not None)
-        m.weight.data = t(p.w)
-        if p.b is not None:
-            m.bias.data = t(p.b)
-        return m
-
-    def linear(p: Any) -> nn.Linear:
-        m = nn.Linear(p.w.shape[0], p.w.shape[1])
-        m.weight.data, m.bias.data = t(p.w.T), t(p.b)
-        return m
-
-    class PositionBias(nn.Module):
-        def __init__(self, b: np.ndarray):
-            super().__init__()
-            self.b = nn.Parameter(t(b))
-
-        def forward(self, h: Any) -> Any:
-            return h + self.b
-
-    if net == "lenet":
-        model = nn.Sequential(conv(params[0], 1, 2), nn.ReLU(), nn.MaxPool2d(2), conv(params[3], 6), nn.ReLU(),
-                              nn.MaxPool2d(2), nn.Flatten(), linear(params[7]), nn.ReLU(), linear(params[9]),
-                              nn.ReLU(), linear(params[11]))
-        loss_fn, target = nn.CrossEntropyLoss(), torch.from_numpy(labels)
-    elif net == "seed1":
-        model = nn.Sequential(conv(params[0], 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), linear(params[4]))
-        loss_fn, target = nn.CrossEntropyLoss(), torch.from_numpy(labels)
-    else:
-        model = nn.Sequential(conv(params[0], 1), PositionBias(params[1].b), nn.Sigmoid(), nn.Flatten(),
-                              linear(params[4]), nn.Sigmoid(), linear(params[6]), nn.Sigmoid())
-        loss_fn, target = nn.BCELoss(), t(np.eye(2)[labels])
-    x = torch.from_numpy(x_np)
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    model = build_torch(net, seed)
+    x_np, labels = make_data(batch, seed)
+    x, target = torch.from_numpy(x_np), torch.from_numpy(labels)
+    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
 
     def train_step() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), target).backward()
+        opt.zero_grad()
+        loss = loss_fn(model(x), target)
+        loss.backward()
         opt.step()
+        loss.item()
 
     def infer() -> None:
         with torch.no_grad():
@@ -180,98 +160,143 @@ def torch_runner(net: str, batch: int, mode: str, seed: int, threads: int) -> Tu
         with torch.no_grad():
             return float(loss_fn(model(x), target))
 
+    if mode == "infer":
+        model.eval()
     return (train_step if mode == "train" else infer), first_loss
 
 
-# ----------------------------------------------------------------------------- notebooks
+# ----------------------------------------------------------------------------- notebook 000
 def notebook_runner(net: str, batch: int, mode: str, seed: int) -> Tuple[Callable, Callable]:
-    from benchmarks.notebook_baseline import Seed000Net, Seed002Net
+    """Seed notebook 000's own per-example training loop, from functional_cnn's initial weights."""
+    from benchmarks.notebook_baseline import Seed000Net
 
+    if net != "seed000" or mode != "train":
+        raise ValueError(f"notebook_runner: the notebooks only train seed000, got {net!r} {mode!r}")
     _, params = init_params(net, seed)
-    x, labels = make_data(net, batch, seed)
-    if net == "seed1":
-        model: Any = Seed000Net(*_copy_args(net, params))
-        targets: List[Any] = list(labels)
-    elif net == "seed2":
-        model = Seed002Net(*_copy_args(net, params))
-        targets = [np.eye(2)[t].reshape(2, 1) for t in labels]
-    else:
-        raise ValueError(f"the notebooks have no {net!r} network")
+    x, labels = make_data(batch, seed)
+    model = Seed000Net(params[0].w, params[0].b, params[4].w, params[4].b)
 
     def train_step() -> None:
-        model.train(x, targets, LR)
-
-    def infer() -> None:
-        for xi in x:
-            model.predict(xi)
+        model.train(x, list(labels), LR)
 
     def first_loss() -> float:
-        fresh = type(model)(*_copy_args(net, params))
-        return float(np.mean([_loss_with(fresh, net, xi, ti) for xi, ti in zip(x, targets)]))
+        fresh = Seed000Net(params[0].w, params[0].b, params[4].w, params[4].b)
+        return float(np.mean([-np.log(fresh.predict(xi)[t] + 1e-9) for xi, t in zip(x, labels)]))
 
-    return (train_step if mode == "train" else infer), first_loss
-
-
-def _copy_args(net: str, params: Any) -> Tuple[Any, ...]:
-    if net == "seed1":
-        return params[0].w, params[0].b, params[4].w, params[4].b
-    return params[0].w, params[1].b, params[4].w, params[4].b, params[6].w, params[6].b
+    return train_step, first_loss
 
 
-def _loss_with(model: Any, net: str, xi: np.ndarray, ti: Any) -> float:
-    out = model.predict(xi)
-    if net == "seed1":
-        return float(-np.log(out[ti] + 1e-9))
-    return float(-np.mean(ti * np.log(out) + (1 - ti) * np.log(1 - out)))
+# ----------------------------------------------------------------------------- Fashion-MNIST end to end
+def fashion_data() -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fashion-MNIST train and test arrays (float32 NCHW in [0, 1], int64 labels), via functional_cnn."""
+    from functional_cnn.datasets import load_dataset
+
+    data = load_dataset("fashion-mnist")
+    return data.x_train, data.y_train, data.x_test, data.y_test
+
+
+def e2e_fcnn(net: str, epochs: int, batch: int, seed: int) -> Dict[str, Any]:
+    """``fc.fit`` for ``epochs`` epochs with a test evaluation after each; timed as a whole."""
+    import functional_cnn as fc
+    from functional_cnn.train import EpochRecord
+
+    x, y, xt, yt = fashion_data()
+    layer, params = init_params(net, seed)
+    flt, start = minflt(), time.perf_counter()
+    cpu = time.process_time()
+    records = [r for r in fc.fit(layer, params, fc.softmax_cross_entropy, fc.sgd(LR, momentum=MOMENTUM), (x, y),
+                                 epochs=epochs, batch_size=batch, seed=seed, test_data=(xt, yt))
+               if isinstance(r, EpochRecord)]
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    steps = records[-1].step
+    return {"time_s": elapsed, "cpu_s": cpu, "steps": steps, "minflt_per_step": (minflt() - flt) / steps,
+            "test_accuracy": records[-1].test_accuracy, "train_loss": records[-1].loss,
+            "train_examples": epochs * x.shape[0]}
+
+
+def e2e_torch(net: str, epochs: int, batch: int, seed: int, threads: int) -> Dict[str, Any]:
+    """The same run in PyTorch: a ``randperm`` per epoch, slices of tensors made once, test after each epoch."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    x_np, y_np, xt_np, yt_np = fashion_data()
+    x, y, xt, yt = (torch.from_numpy(a) for a in (x_np, y_np, xt_np, yt_np))
+    model = build_torch(net, seed)
+    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    gen = torch.Generator().manual_seed(seed)
+    flt, start = minflt(), time.perf_counter()
+    cpu = time.process_time()
+    steps, accuracy, train_loss = 0, 0.0, 0.0
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(x.shape[0], generator=gen)
+        running = 0.0
+        for i in range(0, x.shape[0], batch):
+            idx = order[i : i + batch]
+            opt.zero_grad()
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            running += loss.item() * len(idx)
+            steps += 1
+        train_loss = running / x.shape[0]
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for i in range(0, xt.shape[0], 1000):
+                correct += int((model(xt[i : i + 1000]).argmax(dim=1) == yt[i : i + 1000]).sum())
+        accuracy = correct / xt.shape[0]
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"time_s": elapsed, "cpu_s": cpu, "steps": steps, "minflt_per_step": (minflt() - flt) / steps,
+            "test_accuracy": accuracy, "train_loss": train_loss, "train_examples": epochs * x.shape[0]}
 
 
 # ----------------------------------------------------------------------------- timing
-def time_calls(fn: Callable[[], Any], seconds: float, warmup: int) -> Tuple[int, float, float]:
-    """Call ``fn`` ``warmup`` times, then until ``seconds`` have passed; (calls, wall s, CPU s)."""
+def time_calls(fn: Callable[[], Any], seconds: float, warmup: int) -> Dict[str, float]:
+    """Call ``fn`` ``warmup`` times, then until ``seconds`` have passed: calls, wall s, CPU s, minor faults."""
     for _ in range(warmup):
         fn()
-    calls, start, cpu = 0, time.perf_counter(), time.process_time()
+    calls, flt, start, cpu = 0, minflt(), time.perf_counter(), time.process_time()
     while True:
         fn()
         calls += 1
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
-            return calls, elapsed, time.process_time() - cpu
-
-
-def matmul_gflops(seconds: float, size: int = 2048) -> float:
-    """Best float32 matmul rate of this process, in GFLOP/s (the 'peak' the step is compared to)."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((size, size), dtype=np.float32)
-    b = rng.standard_normal((size, size), dtype=np.float32)
-    a @ b
-    best, start = 0.0, time.perf_counter()
-    while time.perf_counter() - start < max(seconds, 0.2):
-        t0 = time.perf_counter()
-        a @ b
-        best = max(best, 2.0 * size**3 / (time.perf_counter() - t0) / 1e9)
-    return best
+            return {"calls": calls, "elapsed_s": elapsed, "cpu_s": time.process_time() - cpu,
+                    "minflt": minflt() - flt}
 
 
 def run(spec: Dict[str, Any]) -> Dict[str, Any]:
-    """Measure one (implementation, network, batch, mode); the result is JSON-ready."""
-    impl, seconds = spec["impl"], float(spec["seconds"])
-    if impl == "matmul":
-        return {"impl": "matmul", "gflops": matmul_gflops(seconds), "peak_rss_mb": rss_mb()}
-    net, batch, mode, seed = spec["net"], int(spec["batch"]), spec["mode"], int(spec.get("seed", 0))
+    """Measure one (implementation, workload) as ``spec`` describes; the result is JSON-ready."""
+    impl, net, batch, mode = spec["impl"], spec["net"], int(spec["batch"]), spec["mode"]
+    seed, threads = int(spec.get("seed", 0)), int(spec["threads"])
+    out: Dict[str, Any] = {"impl": impl, "workload": spec["workload"], "threads": threads}
+    if mode == "e2e":
+        epochs = int(spec["epochs"])
+        if impl == "fcnn":
+            res = e2e_fcnn(net, epochs, batch, seed)
+        elif impl == "torch":
+            res = e2e_torch(net, epochs, batch, seed, threads)
+        else:
+            raise ValueError(f"run: no end-to-end run for implementation {impl!r}")
+        return {**out, **res, "epochs": epochs, "samples_per_s": res["train_examples"] / res["time_s"],
+                "samples_per_cpu_s": res["train_examples"] / res["cpu_s"] if res["cpu_s"] > 0 else None,
+                "peak_rss_mb": rss_mb()}
     if impl == "fcnn":
         fn, first_loss = fcnn_runner(net, batch, mode, seed)
     elif impl == "torch":
-        fn, first_loss = torch_runner(net, batch, mode, seed, int(spec["threads"]))
+        fn, first_loss = torch_runner(net, batch, mode, seed, threads)
     elif impl == "notebook":
         fn, first_loss = notebook_runner(net, batch, mode, seed)
     else:
-        raise ValueError(f"unknown implementation {impl!r}")
+        raise ValueError(f"run: unknown implementation {impl!r}")
     loss0 = first_loss()
     rss_before = rss_mb()
-    warmup = 1 if impl == "notebook" else 3
-    calls, elapsed, cpu = time_calls(fn, seconds, warmup)
-    return {"impl": impl, "net": net, "batch": batch, "mode": mode, "calls": calls, "elapsed_s": elapsed,
-            "samples_per_s": calls * batch / elapsed, "cpu_s": cpu,
-            "samples_per_cpu_s": calls * batch / cpu if cpu > 0 else None, "first_loss": loss0,
-            "rss_before_mb": rss_before, "peak_rss_mb": rss_mb()}
+    t = time_calls(fn, float(spec["seconds"]), 1 if impl == "notebook" else 5)
+    n = t["calls"] * batch
+    return {**out, "calls": t["calls"], "elapsed_s": t["elapsed_s"], "cpu_s": t["cpu_s"],
+            "samples_per_s": n / t["elapsed_s"], "samples_per_cpu_s": n / t["cpu_s"] if t["cpu_s"] > 0 else None,
+            "minflt_per_step": t["minflt"] / t["calls"], "first_loss": loss0, "rss_before_mb": rss_before,
+            "peak_rss_mb": rss_mb()}

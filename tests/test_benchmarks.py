@@ -1,10 +1,11 @@
-"""The benchmark script keeps working: a tiny run, its JSON, and the baseline's faithfulness.
+"""The benchmark keeps working and its tables stay in sync with the committed results.
 
 No speed is asserted anywhere: timings depend on the machine and its load.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,58 +16,175 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench, workers  # noqa: E402
+from benchmarks import bench, readme_table, workers  # noqa: E402
 from benchmarks.notebook_baseline import Seed000Net, Seed002Net  # noqa: E402
 
-ROW_KEYS = {"impl", "net", "batch", "mode", "samples_per_s", "samples_per_s_runs", "samples_per_s_best",
-            "samples_per_cpu_s", "ratio_torch",
-            "ratio_notebook",
-            "peak_rss_mb", "rss_before_mb", "gflops", "pct_matmul_peak", "first_loss"}
+SIDE_KEYS = {"samples_per_s", "samples_per_s_runs", "samples_per_s_best", "samples_per_cpu_s", "peak_rss_mb",
+             "minflt_per_step", "first_loss"}
 
 
+# ----------------------------------------------------------------------------- a real (tiny) run
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "result.json"
-    cmd = [sys.executable, "benchmarks/bench.py", "--quick", "--repeats", "1", "--seconds", "0.01",
-           "--impls", "fcnn,notebook", "--nets", "seed1", "--json", str(out)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    return done, out
+    out = tmp_path_factory.mktemp("bench")
+    cmd = [sys.executable, "benchmarks/bench.py", "--workloads", "seed000-b1-train", "--threads", "1",
+           "--repeats", "2", "--seconds", "0.01", "--out-dir", str(out), "--prefix", "t-"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return done, out / "t-threads1.json"
 
 
 def test_tiny_run_prints_a_table_and_writes_json(tiny_run):
-    done, out = tiny_run
+    done, path = tiny_run
     assert done.returncode == 0, done.stderr
-    assert "| impl | net | batch |" in done.stdout
-    payload = json.loads(out.read_text())
-    assert {"machine", "matmul_peak_gflops", "rows", "runs", "import_time", "method"} <= set(payload)
-    assert {"cpu", "numpy", "blas", "threads", "torch"} <= set(payload["machine"])
-    assert payload["matmul_peak_gflops"] > 0
-    rows = payload["rows"]
-    assert {(r["impl"], r["batch"]) for r in rows} == {("fcnn", 1), ("fcnn", 128), ("notebook", 8)}
-    for row in rows:
-        assert ROW_KEYS <= set(row), sorted(ROW_KEYS - set(row))
-        assert row["samples_per_s"] > 0 and row["peak_rss_mb"] > 0
-    fcnn = [r for r in rows if r["impl"] == "fcnn"]
-    assert all(r["ratio_notebook"] > 0 and r["ratio_torch"] is None for r in fcnn)
+    assert "| seed000-b1-train |" in done.stdout
+    payload = json.loads(path.read_text())
+    assert {"machine", "method", "settings", "rows", "runs", "loadavg_start", "loadavg_end", "started"} <= set(payload)
+    assert {"cpu", "numpy", "blas", "torch", "commit"} <= set(payload["machine"])
+    assert payload["machine"]["threads"] == 1
+    [row] = payload["rows"]
+    assert row["workload"] == "seed000-b1-train" and row["batch"] == 1 and row["mode"] == "train"
+    for impl in ("fcnn", "torch", "notebook"):
+        assert SIDE_KEYS <= set(row[impl]), (impl, sorted(SIDE_KEYS - set(row[impl])))
+        assert row[impl]["samples_per_s"] > 0 and row[impl]["peak_rss_mb"] > 0
+        assert len(row[impl]["samples_per_s_runs"]) == 2
+    assert row["ratio_torch"] == pytest.approx(row["fcnn"]["samples_per_s"] / row["torch"]["samples_per_s"])
+    assert row["ratio_notebook"] == pytest.approx(row["fcnn"]["samples_per_s"] / row["notebook"]["samples_per_s"])
+    assert len(row["ratio_torch_rounds"]) == 2
+    # Same data, an untrained 10-class net: every first loss is near log(10).
+    assert all(1.5 < row[i]["first_loss"] < 3.5 for i in ("fcnn", "torch", "notebook"))
 
 
-def test_implementations_start_from_the_same_network(tiny_run):
-    done, out = tiny_run
-    rows = json.loads(out.read_text())["rows"]
-    losses = {r["impl"]: r["first_loss"] for r in rows if r["batch"] in (1, 8)}
-    # Different batches of the same data: both losses are ~log(10) for an untrained net.
-    assert all(1.5 < v < 3.5 for v in losses.values()), losses
+def test_bad_workload_pattern_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--workloads", "lenet-*,resnet-*"])
+    assert exc.value.code == 2
+    assert "'resnet-*' matches none of" in capsys.readouterr().err
 
 
-def test_bad_implementation_name_is_refused(capsys):
-    with pytest.raises(SystemExit) as info:
-        bench.main(["--impls", "fcnn,jax"])
-    assert info.value.code == 2 and "jax" in capsys.readouterr().err
+def test_bad_thread_count_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--threads", "0", "--no-write"])
+    assert exc.value.code == 2
+    assert "--threads: expected positive integers" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- planning and summaries
+def test_select_matches_patterns_in_table_order():
+    assert bench.select("*-infer,lenet-padded-b64-train") == [
+        "lenet-padded-b64-train", "lenet-padded-b1000-infer", "lenet-unpadded-b1000-infer"]
+    assert bench.select(None) == list(bench.WORKLOADS)
+    with pytest.raises(ValueError, match="'nope' matches none of"):
+        bench.select("nope")
+
+
+def test_rounds_alternate_the_order_and_time_the_notebook_once_per_thread_count():
+    wl = ["seed000-b1-train", "seed000-b128-train", "fashion-lenet-e2e"]
+    even, odd = bench.plan_round(wl, [1, 2], 0, 0.1), bench.plan_round(wl, [1, 2], 1, 0.1)
+    assert [s["impl"] for s in even[:3]] == ["fcnn", "torch", "notebook"]
+    assert [s["impl"] for s in odd[:3]] == ["torch", "fcnn", "notebook"]
+    assert sum(s["impl"] == "notebook" for s in even) == 2  # one per thread count
+    assert all(s["mode"] != "e2e" for s in even + odd)
+    e2e = bench.plan_e2e(wl, [1, 2], 3)
+    assert [(s["impl"], s["threads"], s["epochs"]) for s in e2e] == [
+        ("fcnn", 1, 3), ("torch", 1, 3), ("torch", 2, 3), ("fcnn", 2, 3)]
+
+
+def _fake(impl, workload, rate, rnd=None, **extra):
+    r = {"impl": impl, "workload": workload, "threads": 1, "samples_per_s": rate, "samples_per_cpu_s": rate,
+         "peak_rss_mb": 50.0, "minflt_per_step": 3.0, "first_loss": 2.3, **extra}
+    return r if rnd is None else {**r, "round": rnd}
+
+
+def test_summarize_takes_medians_and_ratios():
+    runs = [_fake("fcnn", "seed000-b1-train", v, i) for i, v in enumerate([100.0, 300.0, 200.0])]
+    runs += [_fake("torch", "seed000-b1-train", v, i) for i, v in enumerate([100.0, 100.0, 400.0])]
+    runs += [_fake("notebook", "seed000-notebook", 4.0, 0), {"error": "boom", "impl": "torch", "threads": 1}]
+    runs += [_fake("fcnn", "fashion-lenet-e2e", 1000.0, time_s=180.0, test_accuracy=0.88),
+             _fake("torch", "fashion-lenet-e2e", 500.0, time_s=360.0, test_accuracy=0.87)]
+    rows = {r["workload"]: r for r in bench.summarize(runs, 1)}
+    assert set(rows) == {"seed000-b1-train", "fashion-lenet-e2e"}
+    row = rows["seed000-b1-train"]
+    assert row["fcnn"]["samples_per_s"] == 200.0 and row["fcnn"]["samples_per_s_best"] == 300.0
+    assert row["ratio_torch"] == 2.0 and row["ratio_notebook"] == 50.0
+    assert row["ratio_torch_rounds"] == [1.0, 3.0, 0.5]
+    e2e = rows["fashion-lenet-e2e"]
+    assert e2e["ratio_torch"] == 2.0 and e2e["fcnn"]["time_s"] == 180.0 and e2e["ratio_notebook"] is None
+    assert "| seed000-b1-train | 200 | 100 | 2.00 | 1.5 | 50 |" in bench.table([row])
+
+
+def test_merge_keeps_rows_this_run_did_not_measure():
+    old = {"rows": [{"workload": "fashion-lenet-e2e"}, {"workload": "seed000-b1-train", "old": True}],
+           "runs": [{"workload": "fashion-lenet-e2e"}, {"workload": "seed000-b1-train"}]}
+    new = {"rows": [{"workload": "seed000-b1-train"}], "runs": [{"workload": "seed000-b1-train", "new": 1}],
+           "settings": {"workloads": ["seed000-b1-train"]}}
+    merged = bench.merge(old, new)
+    assert [r["workload"] for r in merged["rows"]] == ["seed000-b1-train", "fashion-lenet-e2e"]
+    assert "old" not in merged["rows"][0]
+    assert len(merged["runs"]) == 2 and merged["settings"]["workloads"] == ["seed000-b1-train", "fashion-lenet-e2e"]
+
+
+# ----------------------------------------------------------------------------- generated tables
+def test_readme_and_performance_tables_match_the_committed_results():
+    new = readme_table.render((ROOT / "README.md").read_text(), (ROOT / "docs/performance.md").read_text())
+    assert (ROOT / "README.md").read_text() == new["README.md"], "run: python -m benchmarks.readme_table"
+    assert (ROOT / "docs/performance.md").read_text() == new["docs/performance.md"], \
+        "run: python -m benchmarks.readme_table"
+
+
+def test_check_notices_a_hand_edited_table(tmp_path):
+    for name in ("README.md", "docs/performance.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "benchmarks" / "results", tmp_path / "benchmarks" / "results")
+    assert readme_table.main(["--check", "--root", str(tmp_path)]) == 0
+    readme = (tmp_path / "README.md").read_text()
+    start = readme.index("<!-- speed-table:start -->")
+    row = readme.index("| LeNet-5", start)
+    (tmp_path / "README.md").write_text(readme[:row] + "| LeNet-5, hand-edited | 1 | 1 | **9.99x** |\n" + readme[row:])
+    assert readme_table.main(["--check", "--root", str(tmp_path)]) == 1
+    assert readme_table.main(["--root", str(tmp_path)]) == 0
+    assert readme_table.main(["--check", "--root", str(tmp_path)]) == 0
+    assert "hand-edited" not in (tmp_path / "README.md").read_text()
+
+
+def test_missing_markers_are_an_error():
+    with pytest.raises(ValueError, match="README.md has no <!-- speed-table:start --> ... <!-- speed-table:end -->"):
+        readme_table.replace_block("# no markers\n", "speed-table", "x", "README.md")
+
+
+# ----------------------------------------------------------------------------- the workloads themselves
+@pytest.mark.parametrize("net", workers.NETS)
+def test_both_frameworks_build_the_same_network(net):
+    torch = pytest.importorskip("torch")
+    layer, params = workers.init_params(net, 0)
+    model = workers.build_torch(net, 0)
+    fc_shapes = sorted(leaf.shape for p in params for leaf in (getattr(p, "w", None), getattr(p, "b", None))
+                       if leaf is not None)
+    torch_shapes = sorted(tuple(t.shape) if t.ndim != 2 else tuple(t.shape[::-1]) for t in model.parameters())
+    assert fc_shapes == torch_shapes
+    x, _ = workers.make_data(2, 0)
+    with torch.no_grad():
+        assert tuple(model(torch.from_numpy(x)).shape) == layer.forward(params, x)[0].shape == (2, 10)
+
+
+@pytest.mark.parametrize("impl", ["fcnn", "torch"])
+def test_end_to_end_runs_report_time_accuracy_and_faults(impl, monkeypatch):
+    if impl == "torch":
+        pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    data = (rng.random((96, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 96),
+            rng.random((40, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 40))
+    monkeypatch.setattr(workers, "fashion_data", lambda: data)
+    res = (workers.e2e_fcnn("seed000", 2, 64, 0) if impl == "fcnn" else
+           workers.e2e_torch("seed000", 2, 64, 0, threads=1))
+    assert res["steps"] == 4 and res["train_examples"] == 192  # 2 epochs of ceil(96 / 64) steps
+    assert 0.0 <= res["test_accuracy"] <= 1.0 and res["test_accuracy"] * 40 == round(res["test_accuracy"] * 40)
+    assert res["time_s"] > 0 and res["minflt_per_step"] >= 0 and np.isfinite(res["train_loss"])
 
 
 def test_notebook_000_forward_equals_functional_cnn_on_copied_weights():
-    layer, params = workers.init_params("seed1", 0)
-    x, _ = workers.make_data("seed1", 3, 0)
+    layer, params = workers.init_params("seed000", 0)
+    x, _ = workers.make_data(3, 0)
     logits, _ = layer.forward(params, x)
     expect = np.exp(logits - logits.max(axis=1, keepdims=True))
     expect /= expect.sum(axis=1, keepdims=True)
@@ -76,8 +194,11 @@ def test_notebook_000_forward_equals_functional_cnn_on_copied_weights():
 
 
 def test_notebook_002_forward_equals_functional_cnn_on_copied_weights():
-    layer, params = workers.init_params("seed2", 0)
-    x, _ = workers.make_data("seed2", 2, 0)
+    from functional_cnn.models import seed2_net
+
+    layer = seed2_net(init="notebook")
+    _, params = layer.init(np.random.default_rng(0), workers.IN_SHAPE)
+    x, _ = workers.make_data(2, 0)
     y, _ = layer.forward(params, x)
     net = Seed002Net(params[0].w, params[1].b, params[4].w, params[4].b, params[6].w, params[6].b)
     got = np.stack([net.predict(xi)[:, 0] for xi in x])
@@ -86,41 +207,25 @@ def test_notebook_002_forward_equals_functional_cnn_on_copied_weights():
 
 def test_notebook_loop_trains_in_place():
     net = Seed000Net.random(np.random.default_rng(0))
-    x, labels = workers.make_data("seed1", 4, 0)
+    x, labels = workers.make_data(4, 0)
     before = net.dense.weights.copy()
     total = net.train(x, labels, 0.01)
     assert np.isfinite(total) and not np.array_equal(before, net.dense.weights)
 
 
 def test_step_flops_counts_convs_and_denses():
-    flops = workers.step_flops("seed1", 2)
+    flops = workers.step_flops("seed000", 2)
     conv = 2 * 4 * 26 * 26 * 9
     dense = 2 * 676 * 10
     assert flops["infer"] == 2 * (conv + dense)
     assert flops["train"] == 3 * flops["infer"]
 
 
-def test_summarize_computes_medians_and_ratios():
-    runs = [
-        {"impl": i, "net": "seed1", "batch": b, "mode": "train", "samples_per_s": v, "peak_rss_mb": 50.0,
-         "rss_before_mb": 40.0, "first_loss": 2.3}
-        for i, b, v in [("fcnn", 1, 100.0), ("fcnn", 1, 300.0), ("fcnn", 1, 200.0), ("torch", 1, 100.0),
-                        ("notebook", 8, 4.0)]
-    ]
-    rows = {(r["impl"], r["batch"]): r for r in bench.summarize(runs, peak=100.0)}
-    fcnn = rows[("fcnn", 1)]
-    assert fcnn["samples_per_s"] == 200.0 and fcnn["samples_per_s_runs"] == [100.0, 300.0, 200.0]
-    assert fcnn["ratio_torch"] == 2.0 and fcnn["ratio_notebook"] == 50.0
-    assert fcnn["pct_matmul_peak"] == pytest.approx(100 * fcnn["gflops"] / 100.0)
-    assert fcnn["samples_per_s_best"] == 300.0
-    assert "| fcnn | seed1 | 1 | train | 200 | 2.00 | 50 | 300 | - |" in bench.table(list(rows.values()))
-
-
 def test_profile_layers_reports_every_layer(capsys):
     from benchmarks import profile_layers
 
-    total, rows = profile_layers.profile("seed1", 2, calls=2)
+    total, rows = profile_layers.profile("seed000", 2, calls=2)
     assert [name.split("(")[0] for name, _, _ in rows] == ["conv2d", "relu", "max_pool2d", "flatten", "dense"]
     assert total > 0 and all(f > 0 and b > 0 for _, f, b in rows)
-    assert profile_layers.main(["seed1", "1", "--calls", "2"]) == 0
+    assert profile_layers.main(["seed000", "1", "--calls", "2"]) == 0
     assert "| conv2d(out_channels=4, kernel_size=3x3) |" in capsys.readouterr().out

@@ -51,6 +51,21 @@ def test_conv2d_chunked_backward_matches_one_piece(monkeypatch, c_in):
     np.testing.assert_allclose(g_chunk.w, g_whole.w, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("images_per_chunk", [5, 3, 2, 1])  # whole channels, then runs of images (uneven last run)
+@pytest.mark.parametrize("c_in", [1, 3])
+def test_conv2d_backward_in_channel_and_image_runs_matches_one_piece(monkeypatch, c_in, images_per_chunk):
+    layer = fc.conv2d(4, 3, padding=1)
+    params, x, rng = _conv_case(layer, (c_in, 6, 5), n=5)
+    y, cache = layer.forward(params, x, train=True)
+    dy = rng.standard_normal(y.shape)
+    g_whole, dx_whole = layer.backward(params, cache, dy)
+    per_image = 9 * (6 + 2) * (5 + 2) * x.itemsize  # KH*KW rows of the padded image
+    monkeypatch.setattr(conv_mod, "BACKWARD_CHUNK_BYTES", images_per_chunk * per_image)
+    g_chunk, dx_chunk = layer.backward(params, cache, dy)
+    assert np.array_equal(dx_chunk, dx_whole) and np.array_equal(g_chunk.w, g_whole.w)  # same sums, same order
+    assert g_chunk.b is not None and np.array_equal(g_chunk.b, g_whole.b)
+
+
 @pytest.mark.parametrize("in_shape", [(2, 9, 9), (2, 5, 5)])
 def test_conv2d_wide_rows_and_exact_rows_agree(in_shape):
     """(2, 9, 9): wide rows are chosen; (2, 5, 5) with a 3x3 kernel and padding 0: Wp/OW = 5/3, exact rows."""
@@ -165,3 +180,24 @@ def test_sigmoid_keeps_relative_accuracy_far_in_the_tails():
     ref = special.expit(x.astype(np.float64))
     assert y.dtype == np.float32
     np.testing.assert_allclose(y[0], ref, rtol=8 * EPS32, atol=0)
+
+
+@pytest.mark.parametrize("c_in, n, padding", [(1, 1, 0), (1, 4, 0), (3, 4, 1), (3, 1, 2)])
+def test_conv2d_results_never_alias_the_reused_scratch_buffers(c_in, n, padding):
+    """y, the cache, dw, db and dx stay as they were after later calls reuse the scratch buffers."""
+    from functional_cnn.layers import _patches
+
+    layer = fc.conv2d(4, 3, padding=padding)
+    params, x, rng = _conv_case(layer, (c_in, 7, 6), n=n, dtype=np.float32)
+    y, cache = layer.forward(params, x, train=True)
+    grads, dx = layer.backward(params, cache, rng.standard_normal(y.shape).astype(np.float32))
+    kept = [a.copy() for a in (y, cache.cols, grads.w, grads.b, dx)]
+    scratch = list(vars(_patches._SCRATCH).values())
+    assert scratch, "the wide-row path should have used its scratch buffers"
+    for a in (y, cache.cols, grads.w, grads.b, dx):
+        assert not any(np.shares_memory(a, buf) for buf in scratch)
+    for _ in range(2):  # same shapes, other data: every scratch buffer is overwritten
+        y2, cache2 = layer.forward(params, x * 3 + 1, train=True)
+        layer.backward(params, cache2, rng.standard_normal(y2.shape).astype(np.float32))
+    for before, now in zip(kept, (y, cache.cols, grads.w, grads.b, dx)):
+        assert np.array_equal(before, now)
