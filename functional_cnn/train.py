@@ -23,6 +23,7 @@ import numpy as np
 import toolz
 
 from ._checks import float_array, positive_int
+from ._memory import keep_freed_memory
 from .accumulate import micro_rngs as _micro_rngs
 from .debug import debug as debug_layers
 from .layer import Layer
@@ -147,6 +148,7 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
         raise TypeError(f"make_step: track_layers must be a bool, got {track_layers!r}")
     if debug:
         net = debug_layers(net)
+    keep_freed_memory()  # reuse freed pages across steps (see functional_cnn._memory)
     if comm is not None or (accumulate is not None and accumulate != 1):
         return _accumulating_step(net, loss, optimizer, accumulate, comm, exchange_timeout, bool(track_layers))
     if accumulate is not None:
