@@ -11,7 +11,8 @@ from typing import Any, Optional, Sequence, Tuple
 import attrs
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+from ._dtypes import FLOAT_DTYPES, float_dtype  # noqa: F401  (float_dtype: re-exported for the layers)
+
 #: Largest size, count or step accepted by :func:`positive_int`: beyond it numpy's index
 #: arithmetic overflows deep inside (``Maximum allowed dimension exceeded``).
 MAX_INT = 2**31 - 1
@@ -77,17 +78,6 @@ def shape_tuple(value: Any, where: str, arg: str = "in_shape") -> Tuple[int, ...
             raise ValueError(f"{where}: {arg}[{i}] must be in [1, {MAX_INT}], got {d} (shape {tuple(value)})")
         out.append(int(d))
     return tuple(out)
-
-
-def float_dtype(dtype: Any, where: str, arg: str = "dtype") -> np.dtype:
-    """A floating dtype (float16/32/64)."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as err:
-        raise TypeError(f"{where}: {arg} must be a floating dtype, got {dtype!r}") from err
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"{where}: {arg} must be float16, float32 or float64, got {dt}")
-    return dt
 
 
 def float_array(x: Any, where: str, arg: str = "x", *, ndim: Optional[int | Sequence[int]] = None,

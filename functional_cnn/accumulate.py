@@ -92,12 +92,9 @@ def _accuracy(out: np.ndarray, y: Any) -> Optional[float]:
 def run_micro_batch(net: Layer, loss: Callable, params: Any, x: np.ndarray, y: Any,
                     rng: Optional[np.random.Generator], where: str = "make_step") -> MicroResult:
     """Forward, loss, backward and ``update_state`` of one micro-batch from ``params``."""
-    out, cache = net.forward(params, x, rng=rng, train=True)
-    result = loss(out, y)
-    if not isinstance(result, tuple) or len(result) != 2:
-        raise TypeError(f"{where}: loss must return (value, dpred), got {type(result).__name__}")
-    value, dout = result
-    grads, _ = net.backward(params, cache, dout, need_dx=False)  # nobody reads dx of the input batch
+    from .train import forward_backward  # lazy: train imports this module
+
+    out, cache, value, grads = forward_backward(net, loss, params, x, y, rng, where)
     new = net.update_state(params, cache)
     state = set(state_paths(params))
     state_leaves = [leaf for path, leaf in tree_leaves_with_paths(new) if path in state]

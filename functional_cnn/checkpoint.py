@@ -36,7 +36,7 @@ from ._checks import positive_int
 from ._npz import CheckpointError, open_arrays, some
 from .tree import tree_leaves_with_paths, tree_structure, tree_unflatten
 
-__all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "atomic_write"]
+__all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint"]
 
 FORMAT = "functional_cnn.checkpoint"
 VERSION = 1

@@ -32,8 +32,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import attrs
 import numpy as np
 
+from ._atomic import atomic_write
 from ._checks import float_dtype, real_number
-from .checkpoint import atomic_write
 from .idx import IDX_FILES, DatasetError, find_idx_files, idx_dirs_in_listing, read_images_labels, verify_idx_gzip
 from .layer import readonly
 

@@ -111,7 +111,7 @@ def plot_curves(rows: List[Dict[str, Any]], path: Path, title: Optional[str] = N
     ``series`` maps labels to row lists to compare several runs in one figure.
     Raises :class:`PlotUnavailable` without matplotlib.
     """
-    from .checkpoint import atomic_write
+    from ._atomic import atomic_write
 
     fig = curves_figure(rows, title, series)
     plt = _pyplot()

@@ -19,7 +19,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from .checkpoint import atomic_write
+from ._atomic import atomic_write
 
 __all__ = ["CONFIG", "METRICS", "CHECKPOINT", "CURVES", "versions", "write_json", "read_config",
            "write_metrics", "read_metrics", "epoch_metrics"]
@@ -64,7 +64,11 @@ def write_metrics(path: Path, rows: List[Dict[str, Any]]) -> None:
 
 def read_metrics(run_dir: Path) -> List[Dict[str, Any]]:
     """The epoch rows of a run's ``metrics.jsonl`` (empty if it has none yet)."""
-    path = Path(run_dir) / METRICS
+    return read_jsonl(Path(run_dir) / METRICS)
+
+
+def read_jsonl(path: Path) -> List[Dict[str, Any]]:
+    """The rows of a JSON-lines file (empty if there is none); a bad line is a ValueError naming it."""
     if not path.is_file():
         return []
     rows = []

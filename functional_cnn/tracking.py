@@ -155,16 +155,7 @@ class LayerLog:
 
 def read_layer_rows(run_dir: Path, max_step: Optional[int] = None) -> List[Dict[str, Any]]:
     """The rows of a run's ``layers.jsonl`` (empty if it has none), up to ``max_step`` when given."""
-    path = Path(run_dir) / LAYERS
-    if not path.is_file():
-        return []
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {i} is not valid JSON: {err}") from err
-            if max_step is None or row.get("step", 0) <= max_step:
-                rows.append(row)
-    return rows
+    from .runs import read_jsonl  # lazy: runs is the CLI's module, tracking is the library's
+
+    rows = read_jsonl(Path(run_dir) / LAYERS)
+    return [row for row in rows if max_step is None or row.get("step", 0) <= max_step]

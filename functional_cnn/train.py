@@ -162,18 +162,25 @@ def make_step(net: Layer, loss: Callable, optimizer: GradientTransformation, *, 
         if read_lr is None:  # where the state keeps its rate, found once: optimizer.update checks the state
             read_lr = learning_rate_reader(opt_state)
         lr = read_lr(opt_state)
-        out, cache = net.forward(params, x, rng=rng, train=True)
-        result = loss(out, y)
-        if not isinstance(result, tuple) or len(result) != 2:
-            raise TypeError(f"make_step: loss must return (value, dpred), got {type(result).__name__}")
-        value, dout = result
-        grads, _ = net.backward(params, cache, dout, need_dx=False)  # nobody reads dx of the input batch
+        out, cache, value, grads = forward_backward(net, loss, params, x, y, rng)
         applied, new_state, updates = update_and_apply(optimizer, grads, opt_state, params)
         new_params = net.update_state(applied, cache)
         norms = layer_norms(params, grads, updates()) if track_layers else None
         return new_params, new_state, StepMetrics(float(value), _batch_accuracy(out, y), lr, norms)
 
     return step
+
+
+def forward_backward(net: Layer, loss: Callable, params: Any, x: np.ndarray, y: Any,
+                     rng: Optional[np.random.Generator], where: str = "make_step") -> Tuple[Any, Any, Any, Any]:
+    """``(out, cache, loss value, grads)`` of one training-mode pass; dx of the input is not computed."""
+    out, cache = net.forward(params, x, rng=rng, train=True)
+    result = loss(out, y)
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise TypeError(f"{where}: loss must return (value, dpred), got {type(result).__name__}")
+    value, dout = result
+    grads, _ = net.backward(params, cache, dout, need_dx=False)  # nobody reads dx of the input batch
+    return out, cache, value, grads
 
 
 def _accumulating_step(net: Layer, loss: Callable, optimizer: GradientTransformation, accumulate: Optional[int],

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import functional_cnn.checkpoint as ck_mod
-from functional_cnn.checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from functional_cnn._atomic import atomic_write
+from functional_cnn.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from functional_cnn.layer import param_field, state_field
 from functional_cnn.tree import tree_leaves, tree_paths, tree_structure
 
