@@ -18,6 +18,7 @@ from . import losses, optim, runs
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .datasets import DATASETS, DatasetError, load_dataset
 from .gradcheck import GradCheckError, check_layer
+from .inspect_report import cmd_inspect
 from .layer import Layer
 from .models import MODELS, build_model
 from .reporting import PlotUnavailable, Progress, epoch_line, plot_curves
@@ -204,23 +205,6 @@ def _train(args: argparse.Namespace, out: Any, exchange: Any) -> int:
     if last is not None and last.test_accuracy is not None:
         print(f"test accuracy {100 * last.test_accuracy:.2f}% after {last.step} steps; run saved in {run_dir}",
               file=out)
-    return 0
-
-
-def cmd_inspect(args: argparse.Namespace, out: Any) -> int:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        print('functional-cnn inspect needs matplotlib: pip install "functional_cnn[plot]"', file=sys.stderr)
-        return 2
-    from .inspect_report import INSPECT_DIR, NO_TRACKING_HINT, inspect_run
-
-    if args.images < 0:
-        raise CLIError(f"--images must be >= 0, got {args.images}")
-    path, stems = inspect_run(args.run, n_images=args.images)
-    print(f"wrote {len(stems)} figures to {Path(args.run) / INSPECT_DIR} and the report {path}", file=out)
-    if "layer_norms" not in stems:
-        print(f"note: {NO_TRACKING_HINT}", file=out)
     return 0
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -225,3 +226,18 @@ def inspect_run(run_dir: Any, n_images: int = 3) -> Tuple[Path, List[str]]:
             plt.close(fig)
     return path, list(figures)
 
+
+def cmd_inspect(args: Any, out: Any) -> int:
+    """``functional-cnn inspect RUN_DIR``: a run's figures and report (exit 0; 2 without matplotlib)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print('functional-cnn inspect needs matplotlib: pip install "functional_cnn[plot]"', file=sys.stderr)
+        return 2
+    if args.images < 0:
+        raise ValueError(f"--images must be >= 0, got {args.images}")
+    path, stems = inspect_run(args.run, n_images=args.images)
+    print(f"wrote {len(stems)} figures to {Path(args.run) / INSPECT_DIR} and the report {path}", file=out)
+    if "layer_norms" not in stems:
+        print(f"note: {NO_TRACKING_HINT}", file=out)
+    return 0

@@ -134,10 +134,10 @@ def test_treedef_is_immutable_and_pickles_to_the_interned_object():
 
 
 def test_equality_falls_back_to_comparing_nodes_when_the_intern_table_was_emptied(monkeypatch):
-    import functional_cnn.tree as tree_module
+    import functional_cnn._treedef as treedef_module
 
     before = tree_structure(sample())
-    monkeypatch.setattr(tree_module, "_TABLE", {})
+    monkeypatch.setattr(treedef_module, "_TABLE", {})
     after = tree_structure(sample())
     assert after is not before and after == before and hash(after) == hash(before)
     assert after != tree_structure((1, 2)) and before != tree_structure([1])
@@ -147,7 +147,7 @@ def test_equality_falls_back_to_comparing_nodes_when_the_intern_table_was_emptie
 
 
 def test_classes_are_taken_apart_without_asking_attrs_again(monkeypatch):
-    import functional_cnn.tree as tree_module
+    import attrs
 
     tree = sample()
     leaves, treedef = tree_flatten(tree)
@@ -155,8 +155,8 @@ def test_classes_are_taken_apart_without_asking_attrs_again(monkeypatch):
     def boom(cls):
         raise AssertionError(f"attrs.has({cls.__name__}) called again")
 
-    monkeypatch.setattr(tree_module.attrs, "has", boom)
-    monkeypatch.setattr(tree_module.attrs, "fields", boom)
+    monkeypatch.setattr(attrs, "has", boom)
+    monkeypatch.setattr(attrs, "fields", boom)
     again, same = tree_flatten(tree_map(lambda x: x, tree))
     assert same is treedef and all(x is y for x, y in zip(again, leaves))
     assert tree_structure(tree_unflatten(treedef, leaves)) is treedef
@@ -191,16 +191,17 @@ def test_colliding_paths_are_refused_once_per_structure_and_every_time():
     assert tree_leaves({"a.b": 1, "a": {"b": 2}}) == [2, 1]  # leaves alone do not need paths
 
 
-def test_tree_module_imports_nothing_from_the_package_but_dtypes():
+@pytest.mark.parametrize("module, allowed", [("tree", ["_dtypes", "_treedef"]), ("_treedef", [])])
+def test_tree_modules_import_nothing_from_the_package_but_dtypes(module, allowed):
     import ast
+    import importlib
     import pathlib
 
-    import functional_cnn.tree as tree_module
-
-    source = ast.parse(pathlib.Path(tree_module.__file__).read_text())
+    mod = importlib.import_module(f"functional_cnn.{module}")
+    source = ast.parse(pathlib.Path(mod.__file__).read_text())
     top_level = [n for n in source.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     relative = [n.module for n in top_level if isinstance(n, ast.ImportFrom) and n.level]
-    assert relative == ["_dtypes"]
+    assert relative == allowed
     assert not any(isinstance(n, ast.Import) and "functional_cnn" in a.name for n in top_level for a in n.names)
 
 
