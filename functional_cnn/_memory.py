@@ -6,10 +6,10 @@ top of the heap is trimmed, so the next step touches fresh pages. That costs tho
 step and made LeNet and seed 000's network train up to 3x slower at 2 threads (docs/performance.md).
 
 :func:`keep_freed_memory` asks glibc, once per process, to serve blocks up to 32 MiB from the heap and not to
-trim it, so freed memory is reused. PyTorch's caching allocator makes the same trade. Peak memory does not
-change; the process keeps what it used. :func:`functional_cnn.make_step` calls it, because training is where the
-cost shows. Set ``FUNCTIONAL_CNN_KEEP_FREED_MEMORY=0`` to leave malloc as it is. On other C libraries
-(macOS, musl) nothing changes.
+trim it, so freed memory is reused. PyTorch's caching allocator makes the same trade: the process keeps the
+memory it freed, at its high-water mark, instead of handing it back. :func:`functional_cnn.make_step` calls it,
+because training is where the cost shows. Set ``FUNCTIONAL_CNN_KEEP_FREED_MEMORY=0`` to leave malloc as it is.
+On other C libraries (macOS, musl) nothing changes.
 """
 from __future__ import annotations
 

@@ -44,7 +44,9 @@ import attrs
 import numpy as np
 
 from .layer import Layer
-from .optim import GradientTransformation, apply_updates, learning_rate
+from .optim import GradientTransformation, learning_rate
+from .optim.base import update_and_apply
+from .optim.leaves import freeze
 from .tree import state_paths, trainable, tree_flatten, tree_leaves_with_paths, tree_structure, tree_unflatten
 
 __all__ = ["split_sizes", "micro_rngs", "MicroResult", "run_micro_batch", "combine", "with_state",
@@ -148,11 +150,6 @@ def with_state(params: Any, state_leaves: Sequence[np.ndarray]) -> Any:
     return tree_unflatten(tree_structure(params), leaves)
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a.flags.writeable = False
-    return a
-
-
 def _micro_generators(rng: Any, k: int, where: str) -> List[Optional[np.random.Generator]]:
     """One generator per micro-batch from what the caller passed as ``rng``."""
     if rng is None:
@@ -193,9 +190,11 @@ def make_accumulating_step(net: Layer, loss: Callable, optimizer: GradientTransf
              t: Optional[int] = None) -> Tuple[Any, Any, StepMetrics]:
         x, y = _pair(batch, "make_step", "batch")
         n = int(np.shape(x)[0]) if np.ndim(x) else 0
-        if n == 0 or len(y) != n:
+        n_y = int(np.shape(y)[0]) if np.ndim(y) else None
+        if n == 0 or n_y != n:
+            got = f"{n_y} targets" if n_y is not None else f"a target of shape {np.shape(y)} (no batch axis)"
             raise ValueError(f"make_step: batch must hold at least one example with as many targets, got x of "
-                             f"shape {np.shape(x)} and {len(y)} targets")
+                             f"shape {np.shape(x)} and {got}")
         gens = _micro_generators(rng, k, "make_step")
         lr = learning_rate(opt_state)
         starts = np.cumsum([0] + split_sizes(n, k))
@@ -205,10 +204,10 @@ def make_accumulating_step(net: Layer, loss: Callable, optimizer: GradientTransf
             mine[m] = run_micro_batch(net, loss, params, x[lo:hi], y[lo:hi], gens[m]) if hi > lo else None
         results = [mine[m] for m in range(k)] if exchange is None else exchange.gather(mine, params, k, t)
         grad_leaves, state_leaves, value, acc = combine([r for r in results if r is not None])
-        grads = tree_unflatten(tree_structure(trainable(params)), [_readonly(g) for g in grad_leaves])
-        updates, new_state = optimizer.update(grads, opt_state, params)
-        new_params = with_state(apply_updates(params, updates), [_readonly(s) for s in state_leaves])
-        norms = layer_norms(params, grads, updates) if track_layers else None  # the summed grads, one update
+        grads = tree_unflatten(tree_structure(trainable(params)), [freeze(g) for g in grad_leaves])
+        applied, new_state, updates = update_and_apply(optimizer, grads, opt_state, params)
+        new_params = with_state(applied, [freeze(s) for s in state_leaves])
+        norms = layer_norms(params, grads, updates()) if track_layers else None  # the summed grads, one update
         return new_params, new_state, StepMetrics(value, acc, lr, norms)
 
     step.accumulate = k  # type: ignore[attr-defined]

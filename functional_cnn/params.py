@@ -25,6 +25,7 @@ import numpy as np
 from .tree import TreeDef, tree_flatten, tree_paths, tree_structure, tree_unflatten
 
 __all__ = [
+    "freeze",
     "params_record",
     "readonly",
     "param_field",
@@ -68,6 +69,18 @@ def params_record(cls: type) -> type:
     record.__repr__ = _record_repr
     record._repr_html_ = _record_html
     return record
+
+
+def freeze(x: Any) -> Any:
+    """Mark a freshly built array read-only, without a copy, and return it (``None`` stays ``None``).
+
+    For arrays nobody else holds: a params or grads record then takes them as they are.
+    """
+    if x is None:
+        return None
+    x = np.asarray(x)
+    x.flags.writeable = False
+    return x
 
 
 def readonly(value: Any) -> Array:

@@ -211,3 +211,11 @@ def test_layer_tracking_with_accumulation_uses_the_summed_gradient_and_the_one_u
             assert n.grad_norm > 0
             assert n.update_norm == pytest.approx(lr * n.grad_norm, rel=1e-5)
     assert fc.fingerprint(runs[True][-1].params) == fc.fingerprint(runs[False][-1].params)
+
+
+@pytest.mark.parametrize("y", [5, np.int64(3), np.zeros((0,), np.int64)])
+def test_a_target_without_a_matching_batch_axis_is_a_named_error(y):
+    step = fc.make_step(small_net(), fc.softmax_cross_entropy, fc.sgd(0.1), accumulate=2)
+    params = init(small_net())
+    with pytest.raises(ValueError, match="make_step: batch must hold at least one example with as many targets"):
+        step(params, fc.sgd(0.1).init(params), (X[:4], y))

@@ -111,13 +111,6 @@ def _rows(a: Array, out_hw: Tuple[int, int], pitch: int) -> Array:
     return np.ndarray((n, c) + tuple(out_hw), a.dtype, a, 0, (c * length * it, length * it, pitch * it, it))
 
 
-def _frozen(a: Optional[Array]) -> Optional[Array]:
-    """Mark a fresh array read-only so the params record takes it without a copy."""
-    if a is not None:
-        a.flags.writeable = False
-    return a
-
-
 def _grouped_matmul(w2: Array, cols: Array, groups: int, transpose: bool = False) -> Array:
     """``(C_out, K) x (N, G*K, L) -> (N, C_out, L)`` per group; with ``transpose``,
     ``(C_out, K)^T x (N, C_out, L) -> (N, G*K, L)`` (the patch gradient)."""

@@ -26,8 +26,8 @@ from .._checks import float_dtype, int_pair, positive_int, shape_tuple
 from ..boundary import Spec
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
-from ..params import params_record
-from ._patches import _backward_wide, _frozen, _grouped_matmul, _pad, _rows, _scratch, _weight_grad, col2im, im2col
+from ..params import freeze, params_record
+from ._patches import _backward_wide, _grouped_matmul, _pad, _rows, _scratch, _weight_grad, col2im, im2col
 
 __all__ = ["Conv2DParams", "Conv2DCache", "conv2d", "conv_output_size", "resolve_padding", "im2col", "col2im"]
 
@@ -230,7 +230,7 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         wide = s == (1, 1) and cache.pitch == wp
         if not need_dx:  # the weight gradient alone: no patch gradient, no col2im
             dw2 = _weight_grad(_wide_dy(dy, cache) if wide else dy.reshape(n, c_o, oh * ow), cols, g)
-            return Conv2DParams(_frozen(np.ascontiguousarray(dw2).reshape(w.shape)), _frozen(db)), None
+            return Conv2DParams(freeze(np.ascontiguousarray(dw2).reshape(w.shape)), freeze(db)), None
         if wide:
             dw2, dxp = _backward_wide(w2, cols, dy, cache, k, dil, g, BACKWARD_CHUNK_BYTES)
         else:
@@ -243,7 +243,7 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
             dxp = dxp[:, :, pt : hp - pb, pl : wp - pr]
         dxp = np.ascontiguousarray(dxp)
         dw = np.ascontiguousarray(dw2).reshape(w.shape)
-        return Conv2DParams(_frozen(dw), _frozen(db)), dxp
+        return Conv2DParams(freeze(dw), freeze(db)), dxp
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         _, (oh, ow), pitch = geometry(tuple(in_shape), "in_shape")

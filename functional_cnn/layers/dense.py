@@ -10,7 +10,7 @@ from .._checks import float_dtype, positive_int, shape_tuple
 from ..boundary import Spec
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
-from ..params import params_record
+from ..params import freeze, params_record
 
 __all__ = ["DenseParams", "DenseCache", "dense"]
 
@@ -28,11 +28,6 @@ class DenseCache:
     """The layer's input, kept for the weight gradient."""
 
     x: Array  # (N, F_in)
-
-
-def _frozen(a: Array) -> Array:
-    a.flags.writeable = False  # a fresh array: the record takes it without a copy
-    return a
 
 
 def dense(out_features: int, use_bias: bool = True, *, w_init: Any = "he_normal", b_init: Any = "zeros") -> Layer:
@@ -79,8 +74,8 @@ def dense(out_features: int, use_bias: bool = True, *, w_init: Any = "he_normal"
 
     def backward(params: DenseParams, cache: DenseCache, dy: Array, *, need_dx: bool = True
                  ) -> Tuple[DenseParams, Optional[Array]]:
-        dw = _frozen(np.dot(cache.x.T, dy))
-        db = None if params.b is None else _frozen(dy.sum(axis=0))
+        dw = freeze(np.dot(cache.x.T, dy))
+        db = None if params.b is None else freeze(dy.sum(axis=0))
         return DenseParams(dw, db), np.dot(dy, params.w.T) if need_dx else None
 
     spec = Spec(

@@ -14,7 +14,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..params import readonly, trainable, trainable_structure
+from ..params import freeze, readonly, trainable, trainable_structure
 from ..tree import (
     TreeDef,
     assert_same_structure,
@@ -30,13 +30,6 @@ Params = Any
 
 
 # ----------------------------------------------------------------------------- helpers
-def freeze(x: Array) -> Array:
-    """Mark a freshly built array read-only (no copy) and return it."""
-    x = np.asarray(x)
-    x.flags.writeable = False
-    return x
-
-
 def freeze_tree(tree: Any) -> Any:
     """attrs converter: read-only arrays; a tree whose arrays are all read-only already is kept as it is."""
     leaves, treedef = tree_flatten(tree)
