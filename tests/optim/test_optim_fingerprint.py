@@ -16,11 +16,9 @@ from __future__ import annotations
 import hashlib
 from typing import Callable, Dict
 
-import attrs
 import numpy as np
 import pytest
 
-from functional_cnn import param_field, state_field
 from functional_cnn.optim import (
     adagrad,
     adam,
@@ -38,44 +36,26 @@ from functional_cnn.optim import (
     sgd,
 )
 from functional_cnn.tree import trainable, tree_leaves_with_paths, tree_map_with_path
+from optim_testlib import Dense, Norm
 
 STEPS = 4
-
-
-@attrs.frozen(eq=False)
-class ConvP:
-    w: np.ndarray = param_field()  # (C_out, C_in, KH, KW)
-    b: np.ndarray = param_field()  # (C_out,)
-
-
-@attrs.frozen(eq=False)
-class DenseP:
-    w: np.ndarray = param_field()  # (F_in, F_out)
-    b: np.ndarray = param_field()  # (F_out,)
-
-
-@attrs.frozen(eq=False)
-class NormP:
-    gamma: np.ndarray = param_field()
-    beta: np.ndarray = param_field()
-    mean: np.ndarray = state_field()
-    var: np.ndarray = state_field()
+# Param records: optim_testlib's Dense (w, b; conv and dense alike) and Norm (with state fields).
 
 
 def seed000_params() -> tuple:
     """Params shaped like seed 000's net, float32."""
     rng = np.random.default_rng(0)
     f = np.float32
-    return (ConvP(rng.normal(0, 0.1, (4, 1, 3, 3)).astype(f), np.zeros(4, f)), None, None, None,
-            DenseP(rng.normal(0, 0.05, (676, 10)).astype(f), np.zeros(10, f)))
+    return (Dense(rng.normal(0, 0.1, (4, 1, 3, 3)).astype(f), np.zeros(4, f)), None, None, None,
+            Dense(rng.normal(0, 0.05, (676, 10)).astype(f), np.zeros(10, f)))
 
 
 def mixed_params() -> tuple:
     """A float64 batch-norm record with state fields and a float16 dense layer."""
     rng = np.random.default_rng(1)
-    return (NormP(rng.normal(size=6), rng.normal(size=6), rng.normal(size=6), rng.uniform(1, 2, 6)),
+    return (Norm(rng.normal(size=6), rng.normal(size=6), rng.normal(size=6), rng.uniform(1, 2, 6)),
             None,
-            [DenseP(rng.normal(size=(6, 3)).astype(np.float16), rng.normal(size=3).astype(np.float16))])
+            [Dense(rng.normal(size=(6, 3)).astype(np.float16), rng.normal(size=3).astype(np.float16))])
 
 
 OPTIMIZERS: Dict[str, Callable[[], object]] = {
