@@ -14,6 +14,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from .._parallel import for_chunks
 from ..layer import Array
 
 Pad = Tuple[Tuple[int, int], Tuple[int, int]]
@@ -125,7 +126,12 @@ def _grouped_matmul(w2: Array, cols: Array, groups: int, transpose: bool = False
 
 
 def _weight_grad(dyw: Array, cols: Array, groups: int) -> Array:
-    """``sum_n dyw[n] @ cols[n].T`` as ``(C_out, C_in/G*KH*KW)``; dyw ``(N, C_out, L)``, cols ``(N, C_in*KH*KW, L)``."""
+    """``sum_n dyw[n] @ cols[n].T`` as ``(C_out, C_in/G*KH*KW)``; dyw ``(N, C_out, L)``, cols ``(N, C_in*KH*KW, L)``.
+
+    The per-image products are split across threads (:func:`~functional_cnn._parallel.for_chunks`);
+    their sum over the batch is one reduction over the whole stack, in the same order for any
+    thread count.
+    """
     n, c_o, length = dyw.shape
     if groups > 1:
         dyg = dyw.reshape(n, groups, c_o // groups, length)
@@ -133,9 +139,34 @@ def _weight_grad(dyw: Array, cols: Array, groups: int) -> Array:
         return np.matmul(dyg, colsg.transpose(0, 1, 3, 2)).sum(axis=0).reshape(c_o, -1)
     if n == 1:
         return np.dot(dyw[0], cols[0].T)
-    if cols.shape[1] >= 8 * c_o:  # measured: the taller operand first is faster for wide patches
-        return np.matmul(cols, dyw.transpose(0, 2, 1)).sum(axis=0).T
-    return np.matmul(dyw, cols.transpose(0, 2, 1)).sum(axis=0)
+    tall = cols.shape[1] >= 8 * c_o  # measured: the taller operand first is faster for wide patches
+    prods = np.empty((n, cols.shape[1], c_o) if tall else (n, c_o, cols.shape[1]), dtype=cols.dtype)
+
+    def part(lo: int, hi: int) -> None:
+        if tall:
+            np.matmul(cols[lo:hi], dyw[lo:hi].transpose(0, 2, 1), out=prods[lo:hi])
+        else:
+            np.matmul(dyw[lo:hi], cols[lo:hi].transpose(0, 2, 1), out=prods[lo:hi])
+
+    for_chunks(part, n, cols.nbytes)
+    total = prods.sum(axis=0)
+    return total.T if tall else total
+
+
+def _wide_grid(dy: Array, xp_shape: Tuple[int, ...], out_hw: Tuple[int, int]) -> Array:
+    """``dy`` copied onto the padded grid, channel-major: ``(C_out, N, Hp*Wp)``, zeros off the
+    output positions (a per-thread scratch buffer, filled a range of images per thread)."""
+    n, _, hp, wp = xp_shape
+    c_o, (oh, ow), hw, it = dy.shape[1], out_hw, hp * wp, dy.itemsize
+    dyt = _scratch("dyt", (c_o, n, hw), dy.dtype)
+    grid = np.ndarray((c_o, n, oh, ow), dy.dtype, dyt, 0, (n * hw * it, hw * it, wp * it, it))
+
+    def part(lo: int, hi: int) -> None:
+        dyt[:, lo:hi] = 0
+        np.copyto(grid[:, lo:hi], dy[lo:hi].transpose(1, 0, 2, 3))
+
+    for_chunks(part, n, dyt.nbytes)
+    return dyt
 
 
 def _backward_wide(w2: Array, cols: Array, dy: Array, cache: Any, k: Tuple[int, int],
@@ -148,12 +179,8 @@ def _backward_wide(w2: Array, cols: Array, dy: Array, cache: Any, k: Tuple[int, 
     numpy adds into contiguous targets ~2x faster than into row-strided ones).
     """
     n, c_in, hp, wp = cache.xp_shape
-    oh, ow = cache.out_hw
-    c_o, hw, it = w2.shape[0], hp * wp, dy.itemsize
-    dyt = _scratch("dyt", (c_o, n, hw), dy.dtype, zero=True)
-    np.copyto(np.ndarray((c_o, n, oh, ow), dy.dtype, dyt, 0, (n * hw * it, hw * it, wp * it, it)),
-              dy.transpose(1, 0, 2, 3))
-    dyn = dyt.transpose(1, 0, 2)  # (N, C_out, Hp*Wp) view
+    hw = hp * wp
+    dyn = _wide_grid(dy, cache.xp_shape, cache.out_hw).transpose(1, 0, 2)  # (N, C_out, Hp*Wp) view
     dw2 = _weight_grad(dyn[:, :, : cols.shape[-1]], cols, groups)
     # One flat channel-major buffer: offset (p, q) adds onto one contiguous run. Runs spill
     # past a channel's end only from wrapped positions, whose gradient is exactly zero.
@@ -176,15 +203,31 @@ def _backward_wide(w2: Array, cols: Array, dy: Array, cache: Any, k: Tuple[int, 
         parts = -(-per_channel // max(chunk_bytes, per_image))
         ns = -(-n // parts)
         chunks = [(c, c + 1, n0, min(n0 + ns, n)) for c in range(c_in) for n0 in range(0, n, ns)]
-    for c0, c1, n0, n1 in chunks:
-        if w2t is None:
-            d4 = _grouped_matmul(w2, dyn, groups, transpose=True)
-        else:
-            d4 = np.matmul(w2t[c0 * kk : c1 * kk], dyn[n0:n1])
-        d4 = d4.reshape(n1 - n0, c1 - c0, kk, hw).transpose(2, 1, 0, 3)  # (KH*KW, channels, images, Hp*Wp)
-        for j, off in enumerate(offsets):
-            target = dxt[off + c0 * n * hw : off + c1 * n * hw].reshape(c1 - c0, n, hw)
-            if n1 - n0 < n:
-                target = target[:, n0:n1]  # contiguous: only when c1 - c0 == 1
-            target += d4[j]
+
+    def run(lo: int, hi: int) -> None:  # chunks lo..hi-1, in order, on one thread
+        for i in range(lo, hi):
+            c0, c1, n0, n1 = chunks[i]
+            if w2t is None:
+                d4 = _grouped_matmul(w2, dyn, groups, transpose=True)
+            else:
+                d4 = np.matmul(w2t[c0 * kk : c1 * kk], dyn[n0:n1])
+            d4 = d4.reshape(n1 - n0, c1 - c0, kk, hw).transpose(2, 1, 0, 3)  # (KH*KW, channels, images, Hp*Wp)
+            start = c0 * n * hw + n0 * hw
+            # The last chunk of a thread's range stops at its own end: its runs' last ``off``
+            # elements (wrapped positions: zeros) would land on the next chunk, which another
+            # thread may be adding into. Added before that chunk's own adds, as one thread
+            # does, those zeros change nothing, so leaving them out gives the same bits.
+            cut = i == hi - 1 and hi < len(chunks)
+            for j, off in enumerate(offsets):
+                # contiguous: whole channels (all images), or a run of images of one channel
+                target = dxt[start + off : start + off + (c1 - c0) * (n1 - n0) * hw].reshape(c1 - c0, n1 - n0, hw)
+                if not cut:
+                    target += d4[j]
+                    continue
+                if c1 - c0 > 1:
+                    target[:-1] += d4[j, :-1]
+                target[-1, :-1] += d4[j, -1, :-1]
+                target[-1, -1, : hw - off] += d4[j, -1, -1, : hw - off]
+
+    for_chunks(run, len(chunks), size * kk * dy.itemsize)
     return dw2, dxt[:size].reshape(c_in, n, hp, wp).transpose(1, 0, 2, 3)

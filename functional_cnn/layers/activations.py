@@ -11,6 +11,7 @@ import attrs
 import numpy as np
 
 from .._checks import real_number, shape_tuple
+from .._parallel import for_chunks
 from ..boundary import Spec
 from ..layer import Array, Layer, Shape, ShapeCache
 
@@ -69,9 +70,21 @@ def relu() -> Layer:
     """
 
     def fwd(x: Array) -> Tuple[Array, Array]:
-        return np.maximum(x, 0), np.greater(x, 0)
+        y, mask = np.empty_like(x), np.empty(x.shape, dtype=bool)
 
-    return _elementwise("relu", fwd, lambda mask, dy: np.multiply(dy, mask), saved_itemsize=1)
+        def part(lo: int, hi: int) -> None:
+            np.maximum(x[lo:hi], 0, out=y[lo:hi])
+            np.greater(x[lo:hi], 0, out=mask[lo:hi])
+
+        for_chunks(part, x.shape[0], x.nbytes)
+        return y, mask
+
+    def bwd(mask: Array, dy: Array) -> Array:
+        dx = np.empty(dy.shape, dtype=dy.dtype)
+        for_chunks(lambda lo, hi: np.multiply(dy[lo:hi], mask[lo:hi], out=dx[lo:hi]), dy.shape[0], dy.nbytes)
+        return dx
+
+    return _elementwise("relu", fwd, bwd, saved_itemsize=1)
 
 
 def leaky_relu(negative_slope: float = 0.01) -> Layer:

@@ -27,6 +27,7 @@ from ..boundary import Spec
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
 from ..params import freeze, params_record
+from .._parallel import for_chunks
 from ._patches import _backward_wide, _grouped_matmul, _pad, _rows, _scratch, _weight_grad, col2im, im2col
 
 __all__ = ["Conv2DParams", "Conv2DCache", "conv2d", "conv_output_size", "resolve_padding", "im2col", "col2im"]
@@ -162,8 +163,8 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         b = b_init_fn(rng, (c_out,), fan_in, fan_out, dt) if use_bias else None
         return (c_out, out_hw[0], out_hw[1]), Conv2DParams(w, b)
 
-    def emit(y_wide: Array, b: Optional[Array], out_hw: Tuple[int, int], pitch: int, out: Optional[Array]) -> Array:
-        """Add the bias (in place, contiguous) and drop wrapped columns (one strided copy).
+    def emit(y_wide: Array, b: Optional[Array], out_hw: Tuple[int, int], pitch: int, out: Array) -> None:
+        """Add the bias (in place, contiguous) and copy into ``out``, dropping wrapped columns.
 
         Measured: numpy ufuncs on strided 2-D operands run ~4x slower than on
         contiguous ones, while a strided copy does not; so add first, then copy.
@@ -171,16 +172,22 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         if b is not None:
             y_wide += b[:, None]
         if pitch == out_hw[1]:
-            y = y_wide.reshape(y_wide.shape[:2] + tuple(out_hw))
-            if out is None:
-                return y
-            np.copyto(out, y)
-            return out
-        rows = _rows(y_wide, out_hw, pitch)
-        if out is None:
-            out = np.empty(rows.shape, dtype=y_wide.dtype)
-        np.copyto(out, rows)
-        return out
+            np.copyto(out, y_wide.reshape(y_wide.shape[:2] + tuple(out_hw)))
+        else:
+            np.copyto(out, _rows(y_wide, out_hw, pitch))
+
+    def product(w2: Array, cols: Array, b: Optional[Array], out_hw: Tuple[int, int], pitch: int, out: Array) -> None:
+        """``out = w2 @ cols + b`` for a range of the batch, in NCHW, wrapped columns dropped."""
+        if g == 1 and pitch == out_hw[1]:  # the matmul's result is the output itself
+            y3 = out.reshape(cols.shape[0], w2.shape[0], cols.shape[2])
+            np.matmul(w2, cols, out=y3)
+            if b is not None:
+                y3 += b[:, None]
+        elif g == 1:  # wide rows: the matmul's result is a temporary, cropped into out
+            y_wide = np.matmul(w2, cols, out=_scratch("y_wide", (cols.shape[0], w2.shape[0], cols.shape[2]), out.dtype))
+            emit(y_wide, b, out_hw, pitch, out)
+        else:
+            emit(_grouped_matmul(w2, cols, g), b, out_hw, pitch, out)
 
     def forward(params: Conv2DParams, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Conv2DCache]:
         w = params.w
@@ -189,29 +196,25 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         w2 = w.reshape(w.shape[0], -1)
         n = x.shape[0]
         length = (out_hw[0] - 1) * pitch + out_hw[1]
-        per_example = w2.shape[1] * g * length * x.itemsize
-        if train or n * per_example <= INFERENCE_CHUNK_BYTES:
-            # Training keeps the whole patch matrix for backward. (Filling it in cache-sized
-            # chunks measured 1-5% faster with a warm allocator but page-faulted 8x more
-            # with glibc's default one, so it is built in one piece.)
-            cols = im2col(xp, k, s, dil, out_hw, pitch)
-            if pitch == out_hw[1] or g > 1:  # the matmul's result is the output itself
-                y = emit(_grouped_matmul(w2, cols, g), params.b, out_hw, pitch, None)
-            else:  # wide rows: the matmul's result is a temporary, cropped into y
-                y_wide = np.matmul(w2, cols, out=_scratch("y_wide", (n, w2.shape[0], length), x.dtype))
-                y = emit(y_wide, params.b, out_hw, pitch, None)
-            return y, Conv2DCache(cols, tuple(xp.shape), pads, out_hw, pitch)
-        # Inference: a cache-sized chunk of the batch at a time, through reused buffers; the
-        # cache keeps only the padded input (backward rebuilds the patches if asked).
-        step = max(1, INFERENCE_CHUNK_BYTES // per_example)
+        rows = w2.shape[1] * g
+        per_example = rows * length * x.itemsize
         y = np.empty((n, w.shape[0]) + tuple(out_hw), dtype=x.dtype)
-        cols = np.empty((step, w2.shape[1] * g, length), dtype=x.dtype)
-        y_buf = np.empty((step, w.shape[0], length), dtype=x.dtype) if g == 1 else None
-        for i in range(0, n, step):
-            m = min(step, n - i)
-            part = im2col(xp[i : i + m], k, s, dil, out_hw, pitch, out=cols[:m])
-            y_wide = np.matmul(w2, part, out=y_buf[:m]) if y_buf is not None else _grouped_matmul(w2, part, g)
-            emit(y_wide, params.b, out_hw, pitch, y[i : i + m])
+        # Training keeps the whole patch matrix for backward. Inference builds it a cache-sized
+        # chunk of the batch at a time in a reused buffer, and the cache keeps only the padded
+        # input (backward rebuilds the patches if asked).
+        keep = train or n * per_example <= INFERENCE_CHUNK_BYTES
+        cols = np.empty((n, rows, length), dtype=x.dtype) if keep else None
+        step = max(n, 1) if keep else max(1, INFERENCE_CHUNK_BYTES // per_example)
+
+        def part(lo: int, hi: int) -> None:  # one thread's range of the batch (see _parallel)
+            for i in range(lo, hi, step):
+                j = min(i + step, hi)
+                buf = cols[i:j] if cols is not None else _scratch("cols", (j - i, rows, length), x.dtype)
+                product(w2, im2col(xp[i:j], k, s, dil, out_hw, pitch, out=buf), params.b, out_hw, pitch, y[i:j])
+
+        for_chunks(part, n, n * per_example)
+        if cols is not None:
+            return y, Conv2DCache(cols, tuple(xp.shape), pads, out_hw, pitch)
         return y, Conv2DCache(None, tuple(xp.shape), pads, out_hw, pitch, xp)
 
     def backward(params: Conv2DParams, cache: Conv2DCache, dy: Array, *, need_dx: bool = True

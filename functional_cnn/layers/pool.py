@@ -14,6 +14,7 @@ import attrs
 import numpy as np
 
 from .._checks import int_pair, shape_tuple
+from .._parallel import for_chunks
 from ..boundary import Spec
 from ..layer import Array, Layer, Shape
 
@@ -61,15 +62,19 @@ def _view(x: Array, p: int, q: int, s: Tuple[int, int], out_hw: Tuple[int, int])
     return x[:, :, p : p + (out_hw[0] - 1) * s[0] + 1 : s[0], q : q + (out_hw[1] - 1) * s[1] + 1 : s[1]]
 
 
-def _first_max(views: Sequence[Array]) -> Tuple[Array, Array]:
-    """Element-wise maximum of ``views`` and the index of the first view attaining it (uint8).
+def _first_max(views: Sequence[Array], out: Optional[Array] = None) -> Tuple[Array, Array]:
+    """Element-wise maximum of ``views`` (into ``out`` if given) and the index of the first view
+    attaining it (uint8).
 
     Strict ``>`` keeps the earlier index on ties; every step writes into our own buffers.
     """
     if len(views) == 1:
-        return np.array(views[0]), np.zeros(views[0].shape, dtype=np.uint8)
+        if out is None:
+            out = np.empty(views[0].shape, dtype=views[0].dtype)
+        np.copyto(out, views[0])
+        return out, np.zeros(views[0].shape, dtype=np.uint8)
     small = len(views) <= 256
-    best = np.maximum(views[0], views[1])
+    best = np.maximum(views[0], views[1], out=out)
     idx = np.greater(views[1], views[0]).view(np.uint8)
     if not small:
         idx = idx.astype(np.intp)
@@ -93,8 +98,8 @@ def _sum(views: Sequence[Array]) -> Array:
     return total
 
 
-def _max_pool_blocks(x: Array, k: Tuple[int, int], out_hw: Tuple[int, int]) -> Tuple[Array, Array]:
-    """Max pooling when stride == size, in two stages with long inner loops.
+def _max_pool_blocks(x: Array, k: Tuple[int, int], out_hw: Tuple[int, int], y: Array, idx: Array) -> None:
+    """Max pooling when stride == size into ``y`` and ``idx``, in two stages with long inner loops.
 
     Columns first: ``x[..., q::KW]`` over whole rows is one long strided run per
     offset. Then rows, on the ``KH`` times smaller result. Picking, inside the row
@@ -105,19 +110,22 @@ def _max_pool_blocks(x: Array, k: Tuple[int, int], out_hw: Tuple[int, int]) -> T
     xc = x[:, :, : oh * k[0], : ow * k[1]]
     cmax, cidx = _first_max([xc[:, :, :, q :: k[1]] for q in range(k[1])])  # (N, C, OH*KH, OW)
     r5 = cmax.reshape(n, c, oh, k[0], ow)
-    y, ridx = _first_max([r5[:, :, :, p] for p in range(k[0])])
+    _, ridx = _first_max([r5[:, :, :, p] for p in range(k[0])], out=y)
     c5 = cidx.reshape(n, c, oh, k[0], ow)
     if k[0] == 1:
-        return y, c5[:, :, :, 0]
+        np.copyto(idx, c5[:, :, :, 0])
+        return
     if k[0] == 2:  # column of the chosen row: c0 + r * (c1 - c0), in uint8
         col = np.subtract(c5[:, :, :, 1], c5[:, :, :, 0])
         col *= ridx
         col += c5[:, :, :, 0]
     else:
         col = np.take_along_axis(c5, ridx[:, :, :, None, :], axis=3)[:, :, :, 0]
-    idx = ridx * np.uint8(k[1]) if k[1] > 1 else ridx
+    if k[1] > 1:
+        np.multiply(ridx, np.uint8(k[1]), out=idx)
+    else:
+        np.copyto(idx, ridx)
     idx += col
-    return y, idx
 
 
 def _pool_init(where: str, k: Tuple[int, int], s: Tuple[int, int]) -> Any:
@@ -170,7 +178,9 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
     def forward(params: None, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, MaxPoolCache]:
         out_hw = _out_hw(where, "x.shape[1:]", x.shape[1:], k, s)
         if s == k and kk <= 255:
-            y, idx = _max_pool_blocks(x, k, out_hw)
+            y = np.empty(x.shape[:2] + out_hw, dtype=x.dtype)
+            idx = np.empty(y.shape, dtype=np.uint8)
+            for_chunks(lambda lo, hi: _max_pool_blocks(x[lo:hi], k, out_hw, y[lo:hi], idx[lo:hi]), x.shape[0], x.nbytes)
         else:
             y, idx = _first_max([_view(x, p, q, s, out_hw) for p, q in _offsets(k)])
         return y, MaxPoolCache(idx, x.shape, x.dtype)
@@ -185,13 +195,17 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
             dx = np.empty(cache.x_shape, dtype=dy.dtype)
         else:
             dx = np.zeros(cache.x_shape, dtype=dy.dtype)
-        for j, (p, q) in enumerate(_offsets(k)):
-            hit = idx == j
-            if s[0] >= k[0] and s[1] >= k[1]:  # windows do not overlap: write in place
-                np.multiply(dy, hit, out=_view(dx, p, q, s, out_hw))
-            else:
+        if s[0] < k[0] or s[1] < k[1]:  # overlapping windows: adds, in offset order
+            for j, (p, q) in enumerate(_offsets(k)):
                 target = _view(dx, p, q, s, out_hw)
-                target += dy * hit
+                target += dy * (idx == j)
+            return None, dx
+
+        def part(lo: int, hi: int) -> None:  # windows do not overlap: each offset writes in place
+            for j, (p, q) in enumerate(_offsets(k)):
+                np.multiply(dy[lo:hi], idx[lo:hi] == j, out=_view(dx[lo:hi], p, q, s, out_hw))
+
+        for_chunks(part, dx.shape[0], dx.nbytes)
         return None, dx
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:

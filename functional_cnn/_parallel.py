@@ -1,0 +1,131 @@
+"""Split a layer's batch across threads, with the same arithmetic for every thread count.
+
+Convolutions and poolings treat each example on its own: the patch products are one small gemm
+per image, which BLAS runs on one thread, and the copies, maxima and adds around them are
+single-threaded numpy. :func:`for_chunks` runs such work over contiguous ranges of the batch on a
+small pool of threads (numpy and BLAS release the GIL inside these calls), the calling thread
+taking the first range.
+
+**Determinism.** A caller hands :func:`for_chunks` only work whose result for an element does not
+depend on how the batch is cut: per-image gemms, element-wise ufuncs, copies, and adds that follow
+a fixed order per element. Reductions over the batch (a weight gradient's sum over images, a bias
+gradient) are done after the chunks, over the whole batch, as before. So one thread and eight give
+the same bits; ``tests/test_parallel.py`` checks whole training steps at several thread counts.
+
+The thread count is :func:`get_num_threads`: ``FUNCTIONAL_CNN_NUM_THREADS``, else
+``OMP_NUM_THREADS``, else ``OPENBLAS_NUM_THREADS``, else the CPUs this process may run on; change
+it with :func:`set_num_threads`. A process forked after the pool started gets a fresh pool.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, List, Optional
+
+__all__ = ["get_num_threads", "set_num_threads", "for_chunks", "MIN_PARALLEL_BYTES", "ENV"]
+
+ENV = "FUNCTIONAL_CNN_NUM_THREADS"
+#: Work below this many bytes (as the caller counts them) runs on the calling thread: handing
+#: a range to another thread costs tens of microseconds.
+MIN_PARALLEL_BYTES = 1 << 18
+_MAX_DEFAULT = 8
+
+_threads: Optional[int] = None
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_size = 0
+_lock = threading.Lock()
+_local = threading.local()
+
+
+def _from_env() -> Optional[int]:
+    for var in (ENV, "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        text = os.environ.get(var, "").strip()
+        if not text:
+            continue
+        try:
+            value = int(text.split(",")[0])
+        except ValueError:
+            raise ValueError(f"functional_cnn: {var} must be a positive integer, got {text!r}") from None
+        if value < 1:
+            raise ValueError(f"functional_cnn: {var} must be a positive integer, got {text!r}")
+        return value
+    return None
+
+
+def _default_threads() -> int:
+    value = _from_env()
+    if value is not None:
+        return value
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, _MAX_DEFAULT))
+
+
+def get_num_threads() -> int:
+    """How many threads a layer may split its batch across (1: everything on the calling thread)."""
+    global _threads
+    if _threads is None:
+        _threads = _default_threads()
+    return _threads
+
+
+def set_num_threads(n: int) -> None:
+    """Let layers split their batch across ``n`` threads (``n >= 1``); results do not depend on ``n``."""
+    global _threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    _threads = n
+
+
+def _reset_after_fork() -> None:
+    global _pool, _pool_size, _lock
+    _pool, _pool_size, _lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _get_pool(workers: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size < workers:
+            old = _pool
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="functional_cnn",
+                                       initializer=_mark_worker)
+            _pool_size = workers
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+def _mark_worker() -> None:
+    _local.worker = True
+
+
+def for_chunks(fn: Callable[[int, int], None], n: int, nbytes: int) -> None:
+    """Call ``fn(lo, hi)`` over contiguous ranges covering ``range(n)``, on several threads if worth it.
+
+    ``nbytes`` is the size of the work (roughly, the bytes it touches); below
+    :data:`MIN_PARALLEL_BYTES`, with one thread, with one item, or when called from one of the
+    pool's own threads, ``fn(0, n)`` runs here. ``fn`` must write only its own range's part of any
+    shared output. The first error raised by any range is raised here, after every range ended.
+    """
+    threads = get_num_threads()
+    if threads < 2 or n < 2 or nbytes < MIN_PARALLEL_BYTES or getattr(_local, "worker", False):
+        fn(0, n)
+        return
+    parts = min(threads, n)
+    bounds = [n * i // parts for i in range(parts + 1)]
+    pool = _get_pool(parts - 1)
+    futures: List[Future] = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    try:
+        fn(bounds[0], bounds[1])
+    finally:
+        errors = [f.exception() for f in futures]  # waits for every range
+    for err in errors:
+        if err is not None:
+            raise err
