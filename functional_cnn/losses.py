@@ -176,16 +176,18 @@ def softmax_cross_entropy(logits: Array, target: Array, *, label_smoothing: floa
     target = _real_target(target, where)
     dt = _work(logits.dtype)
     z = logits.astype(dt, copy=False)
-    zs = z - z.max(axis=1, keepdims=True)           # fresh; max entry of each row is 0
+    # np.maximum/np.add.reduce: what z.max and e.sum compute, without the method wrappers
+    zs = z - np.maximum.reduce(z, axis=1, keepdims=True)  # fresh; max entry of each row is 0
     e = np.exp(zs)
-    sum_e = e.sum(axis=1)                            # in [1, K]: no overflow, log is safe
+    sum_e = np.add.reduce(e, axis=1)                 # in [1, K]: no overflow, log is safe
     lse = np.log(sum_e)                              # (N,) log-sum-exp of the shifted row
     p = e
     p /= sum_e[:, None]                              # softmax, in place on our own buffer
     if target.ndim == 1:
         y = _labels(target, n, k, where)
         rows = np.arange(n)
-        loss = lse - (1 - ls) * zs[rows, y]
+        picked = zs[rows, y]
+        loss = lse - ((1 - ls) * picked if ls else picked)  # x * 1.0 is x: skipped
         grad = p
         grad[rows, y] -= dt.type(1 - ls)
         if ls:
