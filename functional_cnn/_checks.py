@@ -5,6 +5,7 @@ what it got and what was expected.
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Optional, Sequence, Tuple
 
@@ -48,14 +49,13 @@ def real_number(value: Any, where: str, arg: str, *, low: Optional[float] = None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{where}: {arg} must be a real number, got {value!r} ({type(value).__name__})")
     v = float(value)
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
-    bounds = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
-    if not np.isfinite(v):
+    if not math.isfinite(v):
         raise ValueError(f"{where}: {arg} must be finite, got {value!r}")
-    if low is not None and (v < low or (low_open and v == low)):
-        raise ValueError(f"{where}: {arg} must be in {bounds}, got {value!r}")
-    if high is not None and (v > high or (high_open and v == high)):
+    if (low is not None and (v < low or (low_open and v == low))) or (
+            high is not None and (v > high or (high_open and v == high))):
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        bounds = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
         raise ValueError(f"{where}: {arg} must be in {bounds}, got {value!r}")
     return v
 

@@ -249,15 +249,20 @@ def _leaves(x: Any, out: List[Any]) -> None:
     code, names = _CLASS_INFO.get(cls) or _classify(cls)
     if code == _LEAF:
         out.append(x)
-    elif code == _RECORD:
-        for n in names:
-            _leaves(getattr(x, n), out)
+        return
+    if code == _NONE:
+        return
+    if code == _RECORD:
+        children: Any = [getattr(x, n) for n in names]
     elif code == _DICT:
-        for k in _sorted_keys(x):
-            _leaves(x[k], out)
-    elif code != _NONE:
-        for c in x:
-            _leaves(c, out)
+        children = [x[k] for k in _sorted_keys(x)]
+    else:
+        children = x
+    for child in children:  # arrays and None inline, as in _flatten
+        if type(child) is np.ndarray:
+            out.append(child)
+        elif child is not None:
+            _leaves(child, out)
 
 
 def _build(d: TreeDef, it: Iterator[Any]) -> Any:

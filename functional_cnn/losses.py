@@ -94,14 +94,22 @@ def _labels(target: Array, n: int, k: int, where: str) -> Array:
         )
     if target.shape[0] != n:
         raise ValueError(f"{where}: batch sizes differ: pred has {n} examples, target has {target.shape[0]} labels")
-    lo, hi = int(target.min()), int(target.max())
-    if lo < 0 or hi >= k:
+    # One reduction: seen as unsigned, a negative label is larger than any class count.
+    if int(target.view(target.dtype.str.replace("i", "u")).max()) >= k:
+        lo, hi = int(target.min()), int(target.max())
         bad = int(np.flatnonzero((target < 0) | (target >= k))[0])
         raise ValueError(
             f"{where}: labels must be in [0, {k}) for {k} classes, got {int(target[bad])} at index {bad} "
             f"(min {lo}, max {hi})"
         )
     return target
+
+
+def _mean(values: Array) -> float:
+    """``float(values.mean())`` of a float32 or float64 array, the same arithmetic without ``np.mean``'s per-call
+    overhead: the sum in the array's dtype, divided by the count in float64, cast back to the dtype."""
+    total = np.add.reduce(values, axis=None)
+    return float(total.dtype.type(float(total) / values.size))
 
 
 def _probabilities(target: Array, shape: Tuple[int, ...], dtype: np.dtype, where: str) -> Array:
@@ -168,16 +176,18 @@ def softmax_cross_entropy(logits: Array, target: Array, *, label_smoothing: floa
     target = _real_target(target, where)
     dt = _work(logits.dtype)
     z = logits.astype(dt, copy=False)
-    zs = z - z.max(axis=1, keepdims=True)           # fresh; max entry of each row is 0
+    # np.maximum/np.add.reduce: what z.max and e.sum compute, without the method wrappers
+    zs = z - np.maximum.reduce(z, axis=1, keepdims=True)  # fresh; max entry of each row is 0
     e = np.exp(zs)
-    sum_e = e.sum(axis=1)                            # in [1, K]: no overflow, log is safe
+    sum_e = np.add.reduce(e, axis=1)                 # in [1, K]: no overflow, log is safe
     lse = np.log(sum_e)                              # (N,) log-sum-exp of the shifted row
     p = e
     p /= sum_e[:, None]                              # softmax, in place on our own buffer
     if target.ndim == 1:
         y = _labels(target, n, k, where)
         rows = np.arange(n)
-        loss = lse - (1 - ls) * zs[rows, y]
+        picked = zs[rows, y]
+        loss = lse - ((1 - ls) * picked if ls else picked)  # x * 1.0 is x: skipped
         grad = p
         grad[rows, y] -= dt.type(1 - ls)
         if ls:
@@ -198,7 +208,7 @@ def softmax_cross_entropy(logits: Array, target: Array, *, label_smoothing: floa
             f"got shape {target.shape} (rank {target.ndim})"
         )
     grad /= dt.type(n)
-    return float(loss.mean()), grad.astype(logits.dtype, copy=False)
+    return _mean(loss), grad.astype(logits.dtype, copy=False)
 
 
 def binary_cross_entropy(probs: Array, target: Array) -> Tuple[float, Array]:
@@ -348,4 +358,4 @@ def accuracy(pred: Array, target: Array) -> float:
         labels = _labels(target, n, k, where)
     else:
         raise ValueError(f"{where}: target must be (N,) labels or (N, K) one-hot, got shape {target.shape}")
-    return float(np.mean(pred.argmax(axis=1) == labels))
+    return np.count_nonzero(pred.argmax(axis=1) == labels) / n  # exactly np.mean of the bools

@@ -78,8 +78,9 @@ def freeze(x: Any) -> Any:
     """
     if x is None:
         return None
-    x = np.asarray(x)
-    x.flags.writeable = False
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
+    x.setflags(write=False)  # what flags.writeable = False does, without making a flags object
     return x
 
 

@@ -7,14 +7,14 @@ holding a layer without a spec calls every child through its checked entry inste
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, Tuple, TypeVar
+from typing import Any, Callable, NoReturn, Sequence, Tuple, TypeVar
 
 from .._checks import check_rng
 from ..boundary import Composite, NoMemo
 from ..layer import Layer
 
-__all__ = ["call_child", "child_error", "check_children", "check_child_params", "check_child_caches",
-           "spawn_rngs", "check_child", "check_child_backward", "composite", "entries"]
+__all__ = ["call_child", "child_error", "raise_from_child", "check_children", "check_child_params",
+           "check_child_caches", "spawn_rngs", "check_child", "check_child_backward", "composite", "entries"]
 
 T = TypeVar("T")
 
@@ -29,15 +29,20 @@ def child_error(err: Exception, where: str) -> Exception:
     return err
 
 
+def raise_from_child(err: Exception, where: str) -> NoReturn:
+    """Raise ``err`` caught from a child: a plain ValueError/TypeError with ``where`` prefixed, others as they are."""
+    new = child_error(err, where)
+    if new is err:
+        raise err
+    raise new from err
+
+
 def call_child(where: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)``, a child's plain ValueError/TypeError re-raised with ``where`` prefixed."""
     try:
         return fn(*args, **kwargs)
     except (ValueError, TypeError) as err:
-        new = child_error(err, where)
-        if new is err:
-            raise
-        raise new from err
+        raise_from_child(err, where)
 
 
 def check_children(layers: Sequence[Any], where: str) -> Tuple[Layer, ...]:

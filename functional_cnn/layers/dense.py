@@ -75,7 +75,7 @@ def dense(out_features: int, use_bias: bool = True, *, w_init: Any = "he_normal"
     def backward(params: DenseParams, cache: DenseCache, dy: Array, *, need_dx: bool = True
                  ) -> Tuple[DenseParams, Optional[Array]]:
         dw = freeze(np.dot(cache.x.T, dy))
-        db = None if params.b is None else freeze(dy.sum(axis=0))
+        db = None if params.b is None else freeze(np.add.reduce(dy, axis=0))  # dy.sum(axis=0) without its wrapper
         return DenseParams(dw, db), np.dot(dy, params.w.T) if need_dx else None
 
     spec = Spec(

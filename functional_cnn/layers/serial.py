@@ -21,6 +21,7 @@ from ._combinator import (
     check_children,
     composite,
     entries,
+    raise_from_child,
     spawn_rngs,
 )
 
@@ -65,27 +66,32 @@ def serial(*layers: Layer) -> Layer:
         if not specced:
             check_child_params(params, n, where)
         rngs = spawn_rngs(rng, n, where)
-
-        def step(acc: Tuple[Array, Tuple], i: int) -> Tuple[Array, Tuple]:
-            h, caches = acc
-            y, c = call_child(names[i], forwards[i], params[i], h, rng=rngs[i], train=train)
-            return y, caches + (c,)
-
-        return toolz.reduce(step, range(n), (x, ()))
+        caches = []
+        for i in range(n):  # a loop, not call_child per layer: this runs on every step
+            p, r = params[i], rngs[i]
+            try:
+                out = forwards[i](p, x, rng=r, train=train)
+            except (ValueError, TypeError) as err:
+                raise_from_child(err, names[i])
+            x, c = out
+            caches.append(c)
+        return x, tuple(caches)
 
     def backward(params: Tuple[Any, ...], cache: Tuple, dy: Array, *, need_dx: bool = True
                  ) -> Tuple[Tuple[Any, ...], Optional[Array]]:
         if not specced:
             check_child_params(params, n, where)
             check_child_caches(cache, n, where)
-
-        def step(acc: Tuple[Array, Tuple], i: int) -> Tuple[Array, Tuple]:
-            d, grads = acc
-            g, d = call_child(names[i], backwards[i], params[i], cache[i], d, need_dx=need_dx or i > 0)
-            return d, (g,) + grads
-
-        dx, grads = toolz.reduce(step, reversed(range(n)), (dy, ()))
-        return grads, dx
+        grads: list = [None] * n
+        d = dy
+        for i in reversed(range(n)):
+            p, c = params[i], cache[i]
+            try:
+                out = backwards[i](p, c, d, need_dx=need_dx or i > 0)
+            except (ValueError, TypeError) as err:
+                raise_from_child(err, names[i])
+            grads[i], d = out
+        return tuple(grads), d
 
     def update_state(params: Tuple[Any, ...], cache: Tuple) -> Tuple[Any, ...]:
         check_child_params(params, n, where)

@@ -1,6 +1,7 @@
 """Layers that only change the per-example shape: ``flatten`` and ``reshape``."""
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Tuple
 
 import numpy as np
@@ -36,7 +37,7 @@ def flatten() -> Layer:
     """``(N, d1, d2, ...) -> (N, d1*d2*...)``."""
 
     def target(in_shape: Shape, arg: str) -> Shape:
-        return (int(np.prod(in_shape)),)
+        return (int(math.prod(in_shape)),)  # math.prod: no array made per call
 
     return _reshape_layer("flatten", target, {})
 
@@ -59,8 +60,8 @@ def reshape(shape: Any) -> Layer:
         raise ValueError(f"{where}: shape may hold one -1 and otherwise sizes >= 1, got {spec}")
 
     def target(in_shape: Shape, arg: str) -> Shape:
-        total = int(np.prod(in_shape))
-        known = int(np.prod([d for d in spec if d != -1]))
+        total = int(math.prod(in_shape))
+        known = int(math.prod(d for d in spec if d != -1))
         if -1 in spec:
             if known == 0 or total % known:
                 raise ValueError(f"{where}: cannot reshape {arg} {tuple(in_shape)} ({total} values) to {spec}")

@@ -20,6 +20,7 @@ from ..tree import (
     assert_same_structure,
     checked_paths,
     tree_flatten,
+    tree_leaves,
     tree_map_with_path,
     tree_unflatten,
 )
@@ -32,9 +33,9 @@ Params = Any
 # ----------------------------------------------------------------------------- helpers
 def freeze_tree(tree: Any) -> Any:
     """attrs converter: read-only arrays; a tree whose arrays are all read-only already is kept as it is."""
+    if all(type(x) is np.ndarray and not x.flags.writeable for x in tree_leaves(tree)):
+        return tree  # the common case (a state built from frozen arrays): no structure to build
     leaves, treedef = tree_flatten(tree)
-    if all(type(x) is np.ndarray and not x.flags.writeable for x in leaves):
-        return tree
     return tree_unflatten(treedef, [readonly(x) for x in leaves])
 
 
@@ -137,10 +138,15 @@ def check_grads(where: str, grads: Any, params: Any = None) -> None:
     take_apart(where, grads, params)
 
 
+def _shape(x: Any) -> Tuple[int, ...]:
+    """``np.shape(x)``, read directly from an array (most leaves are)."""
+    return x.shape if type(x) is np.ndarray else np.shape(x)
+
+
 def _check_shapes(where: str, paths: Sequence[str], leaves: Leaves, others: Leaves, other_name: str,
                   hint: str) -> None:
     for path, g, o in zip(paths, leaves, others):
-        if np.shape(g) != np.shape(o):
+        if _shape(g) != _shape(o):
             raise ValueError(
                 f"{where}.update: grads leaf '{path}' has shape {np.shape(g)} but the {other_name} "
                 f"leaf there has shape {np.shape(o)}{hint}"

@@ -42,6 +42,8 @@ Array = np.ndarray
 
 def widen(g: Array, like: Array) -> Array:
     """``g`` in ``like``'s dtype when that is wider (float16 grads, float32 moments); else ``g`` itself."""
+    if g.dtype == like.dtype:
+        return g
     return g.astype(np.promote_types(g.dtype, like.dtype), copy=False)
 
 

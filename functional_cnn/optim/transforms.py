@@ -284,12 +284,13 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
 
     def update_leaves(grads: Leaves, state: TraceState, view: LeafView):
         check_state(where, state, TraceState)
-        t = update_moments(grads, moment_leaves(where, grads, view, state.trace), decay, order=1, weight=1.0)
+        t = _frozen(update_moments(grads, moment_leaves(where, grads, view, state.trace), decay, order=1,
+                                   weight=1.0))
         if nesterov:
-            updates = [(g + decay * m).astype(g.dtype, copy=False) for g, m in zip(grads, t)]
-        else:
-            updates = [m.astype(g.dtype, copy=False) for g, m in zip(grads, t)]
-        return _frozen(updates), TraceState(_bump(state.count), view.unflatten(_frozen(t)))
+            updates = _frozen([(g + decay * m).astype(g.dtype, copy=False) for g, m in zip(grads, t)])
+        else:  # the moment itself (already frozen) where the dtypes agree
+            updates = [m if m.dtype == g.dtype else freeze(m.astype(g.dtype)) for g, m in zip(grads, t)]
+        return updates, TraceState(_bump(state.count), view.unflatten(t))
 
     return leaf_transform(where, f"trace(decay={decay:g}, nesterov={bool(nesterov)})", init, update_leaves,
                           TraceState)
