@@ -10,7 +10,7 @@ are taken on the *flattened* padded image ("wide" rows of pitch ``Wp``): kernel 
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -125,109 +125,118 @@ def _grouped_matmul(w2: Array, cols: Array, groups: int, transpose: bool = False
     return np.matmul(wg, cols.reshape(n, groups, wg.shape[2], length)).reshape(n, groups * wg.shape[1], length)
 
 
-def _weight_grad(dyw: Array, cols: Array, groups: int) -> Array:
-    """``sum_n dyw[n] @ cols[n].T`` as ``(C_out, C_in/G*KH*KW)``; dyw ``(N, C_out, L)``, cols ``(N, C_in*KH*KW, L)``.
-
-    The per-image products are split across threads (:func:`~functional_cnn._parallel.for_chunks`);
-    their sum over the batch is one reduction over the whole stack, in the same order for any
-    thread count.
-    """
+def _weight_products(dyw: Array, cols: Array, groups: int, out: Array) -> None:
+    """Per-image ``dyw[n] @ cols[n].T`` into ``out`` (see :func:`_products_shape`), for one range of images."""
     n, c_o, length = dyw.shape
     if groups > 1:
         dyg = dyw.reshape(n, groups, c_o // groups, length)
         colsg = cols.reshape(n, groups, cols.shape[1] // groups, length)
-        return np.matmul(dyg, colsg.transpose(0, 1, 3, 2)).sum(axis=0).reshape(c_o, -1)
-    if n == 1:
-        return np.dot(dyw[0], cols[0].T)
-    tall = cols.shape[1] >= 8 * c_o  # measured: the taller operand first is faster for wide patches
-    prods = np.empty((n, cols.shape[1], c_o) if tall else (n, c_o, cols.shape[1]), dtype=cols.dtype)
+        np.matmul(dyg, colsg.transpose(0, 1, 3, 2), out=out)
+    elif out.shape[1] != c_o:  # the taller operand first (measured faster for wide patches)
+        np.matmul(cols, dyw.transpose(0, 2, 1), out=out)
+    else:
+        np.matmul(dyw, cols.transpose(0, 2, 1), out=out)
 
-    def part(lo: int, hi: int) -> None:
-        if tall:
-            np.matmul(cols[lo:hi], dyw[lo:hi].transpose(0, 2, 1), out=prods[lo:hi])
-        else:
-            np.matmul(dyw[lo:hi], cols[lo:hi].transpose(0, 2, 1), out=prods[lo:hi])
 
-    for_chunks(part, n, cols.nbytes)
+def _products_shape(n: int, c_o: int, rows: int, groups: int) -> Tuple[int, ...]:
+    """Shape of the per-image weight-gradient products: ``(N, G, C_out/G, rows/G)`` grouped,
+    ``(N, rows, C_out)`` when the patches are at least 8 times taller, else ``(N, C_out, rows)``."""
+    if groups > 1:
+        return (n, groups, c_o // groups, rows // groups)
+    return (n, rows, c_o) if rows >= 8 * c_o else (n, c_o, rows)
+
+
+def _sum_products(prods: Array, c_o: int, groups: int) -> Array:
+    """``sum_n`` of the per-image products, as ``(C_out, C_in/G*KH*KW)``: one reduction over the
+    whole batch, in image order, however the products were split across threads."""
     total = prods.sum(axis=0)
-    return total.T if tall else total
+    if groups > 1:
+        return total.reshape(c_o, -1)
+    return total.T if total.shape[0] != c_o else total
 
 
-def _wide_grid(dy: Array, xp_shape: Tuple[int, ...], out_hw: Tuple[int, int]) -> Array:
-    """``dy`` copied onto the padded grid, channel-major: ``(C_out, N, Hp*Wp)``, zeros off the
-    output positions (a per-thread scratch buffer, filled a range of images per thread)."""
-    n, _, hp, wp = xp_shape
-    c_o, (oh, ow), hw, it = dy.shape[1], out_hw, hp * wp, dy.itemsize
-    dyt = _scratch("dyt", (c_o, n, hw), dy.dtype)
-    grid = np.ndarray((c_o, n, oh, ow), dy.dtype, dyt, 0, (n * hw * it, hw * it, wp * it, it))
+def _weight_grad(dyw: Array, cols: Array, groups: int) -> Array:
+    """``sum_n dyw[n] @ cols[n].T`` as ``(C_out, C_in/G*KH*KW)``; dyw ``(N, C_out, L)``, cols ``(N, C_in*KH*KW, L)``.
 
-    def part(lo: int, hi: int) -> None:
-        dyt[:, lo:hi] = 0
-        np.copyto(grid[:, lo:hi], dy[lo:hi].transpose(1, 0, 2, 3))
-
-    for_chunks(part, n, dyt.nbytes)
-    return dyt
-
-
-def _backward_wide(w2: Array, cols: Array, dy: Array, cache: Any, k: Tuple[int, int],
-                   d: Tuple[int, int], groups: int, chunk_bytes: int) -> Tuple[Array, Array]:
-    """Stride-1 backward on wide rows: ``(dw2, dxp)``.
-
-    ``dy`` is laid out channel-major on the padded grid, ``(C_out, N, Hp*Wp)``, zeros off
-    the output positions. The input gradient is accumulated channel-major too, where each
-    kernel offset's contribution lands on one contiguous run of ``C*N*Hp*Wp`` (measured:
-    numpy adds into contiguous targets ~2x faster than into row-strided ones).
+    The per-image products are split across threads; their sum is one reduction (see
+    :func:`_sum_products`).
     """
-    n, c_in, hp, wp = cache.xp_shape
-    hw = hp * wp
-    dyn = _wide_grid(dy, cache.xp_shape, cache.out_hw).transpose(1, 0, 2)  # (N, C_out, Hp*Wp) view
-    dw2 = _weight_grad(dyn[:, :, : cols.shape[-1]], cols, groups)
-    # One flat channel-major buffer: offset (p, q) adds onto one contiguous run. Runs spill
-    # past a channel's end only from wrapped positions, whose gradient is exactly zero.
-    size, kk = c_in * n * hw, k[0] * k[1]
-    dxt = np.zeros(size + (k[0] - 1) * d[0] * wp + (k[1] - 1) * d[1], dtype=dy.dtype)
-    offsets = [p * d[0] * wp + q * d[1] for p in range(k[0]) for q in range(k[1])]
-    # Chunks must keep each add's target contiguous: whole channels, or a run of images of
-    # one channel when a whole channel's patch gradient would not fit in ``chunk_bytes``
-    # (measured: LeNet's second conv at batch 256, 5 MB a channel, 1.3x faster in 1 MB
-    # image runs). Grouped convs go in one piece.
-    w2t = w2.T if groups == 1 else None
-    per_image = kk * hw * dy.itemsize
-    per_channel = n * per_image
-    if groups > 1 or per_channel * c_in <= chunk_bytes:
-        chunks = [(0, c_in, 0, n)]
-    elif per_channel <= chunk_bytes:
-        cs = chunk_bytes // per_channel
-        chunks = [(c0, min(c0 + cs, c_in), 0, n) for c0 in range(0, c_in, cs)]
-    else:  # equal runs of images of about chunk_bytes each (at least one image)
-        parts = -(-per_channel // max(chunk_bytes, per_image))
-        ns = -(-n // parts)
-        chunks = [(c, c + 1, n0, min(n0 + ns, n)) for c in range(c_in) for n0 in range(0, n, ns)]
+    n, c_o, _ = dyw.shape
+    if n == 1 and groups == 1:
+        return np.dot(dyw[0], cols[0].T)
+    prods = np.empty(_products_shape(n, c_o, cols.shape[1], groups), dtype=cols.dtype)
+    for_chunks(lambda lo, hi: _weight_products(dyw[lo:hi], cols[lo:hi], groups, prods[lo:hi]), n, cols.nbytes)
+    return _sum_products(prods, c_o, groups)
 
-    def run(lo: int, hi: int) -> None:  # chunks lo..hi-1, in order, on one thread
-        for i in range(lo, hi):
-            c0, c1, n0, n1 = chunks[i]
-            if w2t is None:
-                d4 = _grouped_matmul(w2, dyn, groups, transpose=True)
-            else:
-                d4 = np.matmul(w2t[c0 * kk : c1 * kk], dyn[n0:n1])
-            d4 = d4.reshape(n1 - n0, c1 - c0, kk, hw).transpose(2, 1, 0, 3)  # (KH*KW, channels, images, Hp*Wp)
-            start = c0 * n * hw + n0 * hw
-            # The last chunk of a thread's range stops at its own end: its runs' last ``off``
-            # elements (wrapped positions: zeros) would land on the next chunk, which another
-            # thread may be adding into. Added before that chunk's own adds, as one thread
-            # does, those zeros change nothing, so leaving them out gives the same bits.
-            cut = i == hi - 1 and hi < len(chunks)
+
+def backward_wide(w: Array, cols: Array, dy: Array, xp_shape: Tuple[int, ...], out_hw: Tuple[int, int],
+                  pads: Tuple[Tuple[int, int], Tuple[int, int]], d: Tuple[int, int], groups: int,
+                  need_dx: bool) -> Tuple[Array, Optional[Array]]:
+    """Stride-1 backward on wide rows: ``(dw2, dx)``, ``dx`` unpadded NCHW (None without ``need_dx``).
+
+    ``dy`` is laid out channel-major on the padded grid, one row per output channel holding
+    ``N*Hp*Wp`` positions, zeros off the output positions, after ``max_off`` leading zeros
+    (``max_off`` is the largest kernel offset ``p*dh*Wp + q*dw``). Then the input gradient is
+    ``KH*KW`` shifted matrix products, with no patch matrix:
+
+    ``dxp[c, t] = sum_{p,q} sum_o w[o, c, p, q] * dyg[o, t - (p*dh*Wp + q*dw)]``
+
+    where ``t`` runs over the flattened padded grid of all images (channel-major) and ``dyg``
+    is that zero-led row, so each term is one gemm ``(C_in, C_out) x (C_out, positions)`` on a
+    shifted view. Reaching back past an image's start reads the previous image's last
+    positions, which are off the output, hence zeros. The terms are summed in kernel-offset
+    order; every element of ``dx`` is computed in one place, so threads never share one.
+
+    Threads take ranges of images (:func:`~functional_cnn._parallel.for_chunks`), each doing all
+    of its images' work: placing ``dy`` on the grid, the weight-gradient products, the shifted
+    products and the copy into ``dx``. The weight gradient is then one sum over the whole batch.
+    """
+    n, c_in, hp, wp = xp_shape
+    (oh, ow), hw = out_hw, hp * wp
+    c_o, it, dtype = w.shape[0], dy.itemsize, dy.dtype
+    offsets = [p * d[0] * wp + q * d[1] for p in range(w.shape[2]) for q in range(w.shape[3])]
+    lead = offsets[-1]
+    row = lead + n * hw
+    dyg = _scratch("dyt", (c_o, row), dtype, zero=True)  # the calling thread's; filled per thread range
+    grid = np.ndarray((c_o, n, oh, ow), dtype, dyg, lead * it, (row * it, hw * it, wp * it, it))
+    dyn = np.ndarray((n, c_o, hw), dtype, dyg, lead * it, (hw * it, row * it, it))  # per-image view
+    length = cols.shape[-1]
+    prods = np.empty(_products_shape(n, c_o, cols.shape[1], groups), dtype=dtype) if n != 1 or groups > 1 else None
+    c_og, c_ig = c_o // groups, c_in // groups
+    dxt = dx = None
+    if need_dx:
+        # w[o, c, p, q] as one (C_in/G, C_out/G) matrix per group and kernel offset
+        wt = [[np.ascontiguousarray(w[g * c_og : (g + 1) * c_og, :, j // w.shape[3], j % w.shape[3]].T)
+               for j in range(len(offsets))] for g in range(groups)]
+        dxt = np.empty((c_in, n * hw), dtype=dtype)
+        (pt, pb), (pl, pr) = pads
+        dx = np.empty((n, c_in, hp - pt - pb, wp - pl - pr), dtype=dtype)
+        inner = dxt.reshape(c_in, n, hp, wp)[:, :, pt : hp - pb, pl : wp - pr]
+
+    def part(a: int, b: int) -> None:  # images a..b-1, on one thread
+        np.copyto(grid[:, a:b], dy[a:b].transpose(1, 0, 2, 3))
+        if prods is not None:
+            _weight_products(dyn[a:b, :, :length], cols[a:b], groups, prods[a:b])
+        if dxt is None or a == b:
+            return
+        t0, t1 = a * hw, b * hw
+        term = _scratch("dx_term", (c_ig, t1 - t0), dtype)
+        for g in range(groups):
+            target = dxt[g * c_ig : (g + 1) * c_ig, t0:t1]
             for j, off in enumerate(offsets):
-                # contiguous: whole channels (all images), or a run of images of one channel
-                target = dxt[start + off : start + off + (c1 - c0) * (n1 - n0) * hw].reshape(c1 - c0, n1 - n0, hw)
-                if not cut:
-                    target += d4[j]
-                    continue
-                if c1 - c0 > 1:
-                    target[:-1] += d4[j, :-1]
-                target[-1, :-1] += d4[j, -1, :-1]
-                target[-1, -1, : hw - off] += d4[j, -1, -1, : hw - off]
+                shifted = dyg[g * c_og : (g + 1) * c_og, lead - off + t0 : lead - off + t1]
+                if j == 0:
+                    np.matmul(wt[g][j], shifted, out=target)
+                else:
+                    np.matmul(wt[g][j], shifted, out=term)
+                    target += term
+        np.copyto(dx[a:b], inner[:, a:b].transpose(1, 0, 2, 3))
 
-    for_chunks(run, len(chunks), size * kk * dy.itemsize)
-    return dw2, dxt[:size].reshape(c_in, n, hp, wp).transpose(1, 0, 2, 3)
+    # Every row is zero before the threads start: a range's first image reads back into the
+    # previous range's last positions (zeros off the output), which no thread writes.
+    for_chunks(part, n, c_o * n * hw * it * (len(offsets) if need_dx else 1))
+    if prods is None:
+        dw2 = np.dot(dyn[0, :, :length], cols[0].T)
+    else:
+        dw2 = _sum_products(prods, c_o, groups)
+    return dw2, dx

@@ -23,21 +23,21 @@ import attrs
 import numpy as np
 
 from .._checks import float_dtype, int_pair, positive_int, shape_tuple
+from .._parallel import for_chunks
 from ..boundary import Spec
 from ..initializers import get_initializer
 from ..layer import Array, Layer, Shape, param_field
 from ..params import freeze, params_record
-from .._parallel import for_chunks
-from ._patches import _backward_wide, _grouped_matmul, _pad, _rows, _scratch, _weight_grad, col2im, im2col
+from ._patches import _grouped_matmul, _pad, _rows, _scratch, _weight_grad, backward_wide, col2im, im2col
 
 __all__ = ["Conv2DParams", "Conv2DCache", "conv2d", "conv_output_size", "resolve_padding", "im2col", "col2im"]
 
 Pad = Tuple[Tuple[int, int], Tuple[int, int]]
 #: Inference (``train=False``) builds the patch matrix this many bytes at a time: a
 #: buffer that stays in cache is several times faster than one 58 MB matrix.
-INFERENCE_CHUNK_BYTES = 1 << 19
+INFERENCE_CHUNK_BYTES = 1 << 22
 #: Backward makes the patch gradient (``KH*KW`` times the input) this many bytes at a time.
-BACKWARD_CHUNK_BYTES = 1 << 20
+BACKWARD_CHUNK_BYTES = 1 << 21
 
 
 @params_record
@@ -229,24 +229,20 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         if params.b is not None:  # one gemv over the batch's rows, then a small sum
             dy2 = np.ascontiguousarray(dy).reshape(n * c_o, oh * ow)
             db = np.dot(dy2, np.ones(oh * ow, dtype=dy2.dtype)).reshape(n, c_o).sum(axis=0)
-        hp, wp = cache.xp_shape[2:]
-        wide = s == (1, 1) and cache.pitch == wp
-        if not need_dx:  # the weight gradient alone: no patch gradient, no col2im
-            dw2 = _weight_grad(_wide_dy(dy, cache) if wide else dy.reshape(n, c_o, oh * ow), cols, g)
-            return Conv2DParams(freeze(np.ascontiguousarray(dw2).reshape(w.shape)), freeze(db)), None
-        if wide:
-            dw2, dxp = _backward_wide(w2, cols, dy, cache, k, dil, g, BACKWARD_CHUNK_BYTES)
+        if s == (1, 1) and cache.pitch == cache.xp_shape[3]:  # wide rows
+            dw2, dx = backward_wide(w, cols, dy, cache.xp_shape, cache.out_hw, cache.pads, dil, g, need_dx)
         else:
             dyw = np.ascontiguousarray(dy).reshape(n, c_o, oh * ow)
             dw2 = _weight_grad(dyw, cols, g)
-            dcols = _grouped_matmul(w2, dyw, g, transpose=True)
-            dxp = col2im(dcols, cache.xp_shape, k, s, dil, cache.out_hw, cache.pitch)
-        (pt, pb), (pl, pr) = cache.pads
-        if pt or pb or pl or pr:
-            dxp = dxp[:, :, pt : hp - pb, pl : wp - pr]
-        dxp = np.ascontiguousarray(dxp)
+            dx = None
+            if need_dx:
+                dxp = col2im(_grouped_matmul(w2, dyw, g, transpose=True), cache.xp_shape, k, s, dil, cache.out_hw,
+                             cache.pitch)
+                (pt, pb), (pl, pr) = cache.pads
+                hp, wp = cache.xp_shape[2:]
+                dx = np.ascontiguousarray(dxp[:, :, pt : hp - pb, pl : wp - pr])
         dw = np.ascontiguousarray(dw2).reshape(w.shape)
-        return Conv2DParams(freeze(dw), freeze(db)), dxp
+        return Conv2DParams(freeze(dw), freeze(db)), dx
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         _, (oh, ow), pitch = geometry(tuple(in_shape), "in_shape")
@@ -271,14 +267,3 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
                 in_size=(0, "channels", lambda p: p.w.shape[1] * g), cache=Conv2DCache, out_of_cache=out_of_cache)
     return Layer("conv2d", init, forward, backward, cache_bytes=cache_bytes, config=config, spec=spec)
 
-
-def _wide_dy(dy: Array, cache: Conv2DCache) -> Array:
-    """``dy`` on wide rows, ``(N, C_out, L)`` of pitch ``Wp`` (zeros off the output), laid out as
-    :func:`_backward_wide` lays it out, so that the weight gradient comes out bit for bit the same."""
-    n, _, hp, wp = cache.xp_shape
-    c_o, (oh, ow), hw, it = dy.shape[1], cache.out_hw, hp * wp, dy.itemsize
-    dyt = _scratch("dyt", (c_o, n, hw), dy.dtype, zero=True)
-    np.copyto(np.ndarray((c_o, n, oh, ow), dy.dtype, dyt, 0, (n * hw * it, hw * it, wp * it, it)),
-              dy.transpose(1, 0, 2, 3))
-    length = (oh - 1) * wp + ow
-    return dyt.transpose(1, 0, 2)[:, :, :length]
