@@ -4,6 +4,7 @@ Params are immutable attrs records with read-only arrays; a layer is a bundle of
 functions (see :class:`Layer`); networks are composed with :func:`serial`.
 """
 from . import initializers, layers, losses, models, optim, reporting, tree
+from ._parallel import get_num_threads, set_num_threads
 from .boundary import validation, validation_enabled
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .datasets import DATASETS, Dataset, DatasetError, DatasetNotFoundError, load_dataset
@@ -80,7 +81,7 @@ __all__ = [
     "load_dataset", "Dataset", "DATASETS", "DatasetError", "DatasetNotFoundError",
     "save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError",
     "check_layer", "check_loss", "GradCheckError", "GradCheckReport",
-    "summary", "validation", "validation_enabled",
+    "summary", "validation", "validation_enabled", "set_num_threads", "get_num_threads",
     "tree_map", "tree_map_with_path", "tree_leaves", "tree_paths", "tree_flatten", "tree_unflatten",
     "tree_structure", "assert_same_structure", "trainable", "tree_cast",
     "initializers", "layers", "losses", "models", "optim", "reporting", "tree",

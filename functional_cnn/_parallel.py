@@ -26,9 +26,12 @@ from typing import Callable, List, Optional
 __all__ = ["get_num_threads", "set_num_threads", "for_chunks", "MIN_PARALLEL_BYTES", "ENV"]
 
 ENV = "FUNCTIONAL_CNN_NUM_THREADS"
-#: Work below this many bytes (as the caller counts them) runs on the calling thread: handing
-#: a range to another thread costs tens of microseconds.
-MIN_PARALLEL_BYTES = 1 << 18
+#: Work smaller than this runs on the calling thread. Callers state a job's size in bytes of its
+#: main operand, scaled by how costly each byte is for that job (a max-pooling byte ~3x a
+#: patch-matrix byte, a ReLU byte half), so that this threshold is about 200 us of work on the
+#: 2-core box of docs/performance.md. Handing a range to another thread and getting it back
+#: costs ~60 us there (thread wake-ups and GIL hand-offs), so smaller jobs lose.
+MIN_PARALLEL_BYTES = 2 << 20
 _MAX_DEFAULT = 8
 
 _threads: Optional[int] = None
@@ -39,17 +42,20 @@ _local = threading.local()
 
 
 def _from_env() -> Optional[int]:
+    """The first thread count set in the environment: ours (a bad value is an error), then
+    OpenMP's and OpenBLAS's (a value we cannot read there is theirs to judge, and skipped)."""
     for var in (ENV, "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         text = os.environ.get(var, "").strip()
         if not text:
             continue
         try:
-            value = int(text.split(",")[0])
+            value = int(text.split(",")[0])  # OpenMP allows a list, one count per nesting level
         except ValueError:
-            raise ValueError(f"functional_cnn: {var} must be a positive integer, got {text!r}") from None
-        if value < 1:
+            value = 0
+        if value >= 1:
+            return value
+        if var == ENV:
             raise ValueError(f"functional_cnn: {var} must be a positive integer, got {text!r}")
-        return value
     return None
 
 

@@ -1,6 +1,6 @@
 """The speed paths of conv2d, pooling and the activations agree with the plain ones.
 
-Each fast path (chunked inference, chunked backward, wide rows, staged pooling, boolean
+Each fast path (chunked inference, wide rows, staged pooling, boolean
 ReLU mask, sigmoid without ``np.where``) is compared with a slower way of computing the
 same thing, on shapes that force the path to be taken.
 """
@@ -36,34 +36,6 @@ def test_conv2d_chunked_inference_matches_training_forward_and_backward(monkeypa
     g_infer, dx_infer = layer.backward(params, cache_infer, dy)
     np.testing.assert_allclose(dx_infer, dx_train, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(g_infer.w, g_train.w, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("c_in", [1, 3])
-def test_conv2d_chunked_backward_matches_one_piece(monkeypatch, c_in):
-    layer = fc.conv2d(4, 3, padding=1)
-    params, x, rng = _conv_case(layer, (c_in, 6, 5), n=5)
-    y, cache = layer.forward(params, x, train=True)
-    dy = rng.standard_normal(y.shape)
-    g_whole, dx_whole = layer.backward(params, cache, dy)
-    monkeypatch.setattr(conv_mod, "BACKWARD_CHUNK_BYTES", 1)  # one channel (or image) per chunk
-    g_chunk, dx_chunk = layer.backward(params, cache, dy)
-    np.testing.assert_allclose(dx_chunk, dx_whole, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(g_chunk.w, g_whole.w, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("images_per_chunk", [5, 3, 2, 1])  # whole channels, then runs of images (uneven last run)
-@pytest.mark.parametrize("c_in", [1, 3])
-def test_conv2d_backward_in_channel_and_image_runs_matches_one_piece(monkeypatch, c_in, images_per_chunk):
-    layer = fc.conv2d(4, 3, padding=1)
-    params, x, rng = _conv_case(layer, (c_in, 6, 5), n=5)
-    y, cache = layer.forward(params, x, train=True)
-    dy = rng.standard_normal(y.shape)
-    g_whole, dx_whole = layer.backward(params, cache, dy)
-    per_image = 9 * (6 + 2) * (5 + 2) * x.itemsize  # KH*KW rows of the padded image
-    monkeypatch.setattr(conv_mod, "BACKWARD_CHUNK_BYTES", images_per_chunk * per_image)
-    g_chunk, dx_chunk = layer.backward(params, cache, dy)
-    assert np.array_equal(dx_chunk, dx_whole) and np.array_equal(g_chunk.w, g_whole.w)  # same sums, same order
-    assert g_chunk.b is not None and np.array_equal(g_chunk.b, g_whole.b)
 
 
 @pytest.mark.parametrize("in_shape", [(2, 9, 9), (2, 5, 5)])

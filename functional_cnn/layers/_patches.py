@@ -1,4 +1,4 @@
-"""Patch matrices for conv2d: im2col/col2im, batched matmuls and the wide-row backward.
+"""Patch matrices for conv2d: im2col/col2im, batched matmuls and the stride-1 backward.
 
 Layout (chosen by measurement, see ``docs/performance.md``): the patch matrix is
 ``cols[n, (c, p, q), t]`` of shape ``(N, C*KH*KW, L)``, so ``w2 @ cols`` yields NCHW
@@ -234,7 +234,7 @@ def backward_wide(w: Array, cols: Array, dy: Array, xp_shape: Tuple[int, ...], o
 
     # Every row is zero before the threads start: a range's first image reads back into the
     # previous range's last positions (zeros off the output), which no thread writes.
-    for_chunks(part, n, c_o * n * hw * it * (len(offsets) if need_dx else 1))
+    for_chunks(part, n, cols.nbytes + (c_o * n * hw * it * len(offsets) if need_dx else 0))
     if prods is None:
         dw2 = np.dot(dyn[0, :, :length], cols[0].T)
     else:

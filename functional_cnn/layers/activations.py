@@ -76,12 +76,12 @@ def relu() -> Layer:
             np.maximum(x[lo:hi], 0, out=y[lo:hi])
             np.greater(x[lo:hi], 0, out=mask[lo:hi])
 
-        for_chunks(part, x.shape[0], x.nbytes)
+        for_chunks(part, x.shape[0], x.nbytes // 2)  # streaming: ~2x cheaper per byte than the unit
         return y, mask
 
     def bwd(mask: Array, dy: Array) -> Array:
         dx = np.empty(dy.shape, dtype=dy.dtype)
-        for_chunks(lambda lo, hi: np.multiply(dy[lo:hi], mask[lo:hi], out=dx[lo:hi]), dy.shape[0], dy.nbytes)
+        for_chunks(lambda lo, hi: np.multiply(dy[lo:hi], mask[lo:hi], out=dx[lo:hi]), dy.shape[0], dy.nbytes // 2)
         return dx
 
     return _elementwise("relu", fwd, bwd, saved_itemsize=1)

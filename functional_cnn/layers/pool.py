@@ -180,7 +180,8 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
         if s == k and kk <= 255:
             y = np.empty(x.shape[:2] + out_hw, dtype=x.dtype)
             idx = np.empty(y.shape, dtype=np.uint8)
-            for_chunks(lambda lo, hi: _max_pool_blocks(x[lo:hi], k, out_hw, y[lo:hi], idx[lo:hi]), x.shape[0], x.nbytes)
+            for_chunks(lambda lo, hi: _max_pool_blocks(x[lo:hi], k, out_hw, y[lo:hi], idx[lo:hi]), x.shape[0],
+                       3 * x.nbytes)
         else:
             y, idx = _first_max([_view(x, p, q, s, out_hw) for p, q in _offsets(k)])
         return y, MaxPoolCache(idx, x.shape, x.dtype)
@@ -205,7 +206,7 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
             for j, (p, q) in enumerate(_offsets(k)):
                 np.multiply(dy[lo:hi], idx[lo:hi] == j, out=_view(dx[lo:hi], p, q, s, out_hw))
 
-        for_chunks(part, dx.shape[0], dx.nbytes)
+        for_chunks(part, dx.shape[0], 2 * dx.nbytes)
         return None, dx
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
