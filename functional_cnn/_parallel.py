@@ -15,6 +15,10 @@ the same bits; ``tests/test_parallel.py`` checks whole training steps at several
 The thread count is :func:`get_num_threads`: ``FUNCTIONAL_CNN_NUM_THREADS``, else
 ``OMP_NUM_THREADS``, else ``OPENBLAS_NUM_THREADS``, else the CPUs this process may run on; change
 it with :func:`set_num_threads`. A process forked after the pool started gets a fresh pool.
+
+From the first split on, numpy's OpenBLAS is kept on one thread (:mod:`functional_cnn._blas`:
+its spinning workers would take the cores the layer threads need); ``set_num_threads(1)`` gives
+it back its thread count. OpenBLAS's gemm gives the same bits on one thread as on several.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, List, Optional
+
+from ._blas import blas_threads, set_blas_threads
 
 __all__ = ["get_num_threads", "set_num_threads", "for_chunks", "MIN_PARALLEL_BYTES", "ENV"]
 
@@ -35,6 +41,7 @@ MIN_PARALLEL_BYTES = 2 << 20
 _MAX_DEFAULT = 8
 
 _threads: Optional[int] = None
+_blas_before: Optional[int] = None  # BLAS's thread count before the pool first split a batch
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_size = 0
 _lock = threading.Lock()
@@ -80,10 +87,23 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Let layers split their batch across ``n`` threads (``n >= 1``); results do not depend on ``n``."""
-    global _threads
+    global _threads, _blas_before
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
     _threads = n
+    if n == 1 and _blas_before is not None:  # BLAS gets its own threads back
+        set_blas_threads(_blas_before)
+        _blas_before = None
+
+
+def _quiet_blas() -> None:
+    """Keep BLAS on one thread while layers split batches here (see :mod:`functional_cnn._blas`)."""
+    global _blas_before
+    if _blas_before is None:
+        current = blas_threads()
+        if current is not None and current > 1:
+            _blas_before = current
+            set_blas_threads(1)
 
 
 def _reset_after_fork() -> None:
@@ -126,6 +146,7 @@ def for_chunks(fn: Callable[[int, int], None], n: int, nbytes: int) -> None:
         return
     parts = min(threads, n)
     bounds = [n * i // parts for i in range(parts + 1)]
+    _quiet_blas()
     pool = _get_pool(parts - 1)
     futures: List[Future] = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
     try:

@@ -229,3 +229,20 @@ def test_a_forked_child_gets_a_working_pool(split):
     proc.join(60)
     assert proc.exitcode == 0, "the forked child hung or failed"
     assert np.isfinite(queue.get(timeout=5))
+
+
+def test_blas_stays_on_one_thread_while_layers_split_and_gets_its_count_back(split):
+    from functional_cnn import _blas
+
+    if _blas.blas_threads() is None:
+        pytest.skip("numpy is not linked to an OpenBLAS this process can find")  # nothing to coordinate
+    _parallel.set_num_threads(1)
+    original = _blas.blas_threads()
+    assert _blas.set_blas_threads(3)
+    assert _blas.blas_threads() == 3
+    _parallel.set_num_threads(2)
+    _run_layer(fc.conv2d(4, 3), (3, 9, 9), 7, np.float32, True, True)
+    assert split and _blas.blas_threads() == 1  # the pool split a batch: BLAS gave up its threads
+    _parallel.set_num_threads(1)
+    assert _blas.blas_threads() == 3  # and got them back
+    _blas.set_blas_threads(original)
