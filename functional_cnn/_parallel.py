@@ -135,9 +135,9 @@ def _mark_worker() -> None:
 def for_chunks(fn: Callable[[int, int], None], n: int, nbytes: int) -> None:
     """Call ``fn(lo, hi)`` over contiguous ranges covering ``range(n)``, on several threads if worth it.
 
-    ``nbytes`` is the size of the work (roughly, the bytes it touches); below
-    :data:`MIN_PARALLEL_BYTES`, with one thread, with one item, or when called from one of the
-    pool's own threads, ``fn(0, n)`` runs here. ``fn`` must write only its own range's part of any
+    ``nbytes`` is the size of the work, in the scaled bytes :data:`MIN_PARALLEL_BYTES` describes;
+    below that threshold, with one thread, with one item, or when called from one of the pool's
+    own threads, ``fn(0, n)`` runs here. ``fn`` must write only its own range's part of any
     shared output. The first error raised by any range is raised here, after every range ended.
     """
     threads = get_num_threads()
