@@ -42,6 +42,7 @@ _MAX_DEFAULT = 8
 
 _threads: Optional[int] = None
 _blas_before: Optional[int] = None  # BLAS's thread count before the pool first split a batch
+_blas_checked = False  # BLAS was looked at since the pool last started splitting
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_size = 0
 _lock = threading.Lock()
@@ -87,23 +88,27 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Let layers split their batch across ``n`` threads (``n >= 1``); results do not depend on ``n``."""
-    global _threads, _blas_before
+    global _threads, _blas_before, _blas_checked
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
     _threads = n
-    if n == 1 and _blas_before is not None:  # BLAS gets its own threads back
-        set_blas_threads(_blas_before)
-        _blas_before = None
+    if n == 1:
+        if _blas_before is not None:  # BLAS gets its own threads back
+            set_blas_threads(_blas_before)
+            _blas_before = None
+        _blas_checked = False
 
 
 def _quiet_blas() -> None:
     """Keep BLAS on one thread while layers split batches here (see :mod:`functional_cnn._blas`)."""
-    global _blas_before
-    if _blas_before is None:
-        current = blas_threads()
-        if current is not None and current > 1:
-            _blas_before = current
-            set_blas_threads(1)
+    global _blas_before, _blas_checked
+    if _blas_checked:  # once, not on every split
+        return
+    _blas_checked = True
+    current = blas_threads()
+    if current is not None and current > 1:
+        _blas_before = current
+        set_blas_threads(1)
 
 
 def _reset_after_fork() -> None:

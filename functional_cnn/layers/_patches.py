@@ -198,8 +198,8 @@ def backward_wide(w: Array, cols: Array, dy: Array, xp_shape: Tuple[int, ...], o
     n, c_in, hp, wp = xp_shape
     (oh, ow), hw = out_hw, hp * wp
     c_o, it, dtype = w.shape[0], dy.itemsize, dy.dtype
-    offsets = [p * d[0] * wp + q * d[1] for p in range(w.shape[2]) for q in range(w.shape[3])]
-    lead = offsets[-1]
+    kh, kw = w.shape[2], w.shape[3]
+    lead = (kh - 1) * d[0] * wp + (kw - 1) * d[1]  # the largest kernel offset
     row = lead + n * hw
     dyg = _scratch("dyt", (c_o, row), dtype, zero=True)  # the calling thread's; filled per thread range
     grid = np.ndarray((c_o, n, oh, ow), dtype, dyg, lead * it, (row * it, hw * it, wp * it, it))
@@ -208,7 +208,6 @@ def backward_wide(w: Array, cols: Array, dy: Array, xp_shape: Tuple[int, ...], o
     prods = np.empty(_products_shape(n, c_o, cols.shape[1], groups), dtype=dtype) if n != 1 or groups > 1 else None
     c_og, c_ig = c_o // groups, c_in // groups
     dxt = dx = None
-    kh, kw = w.shape[2], w.shape[3]
     if need_dx:
         # w[o, c, p, :] as one (C_in/G, KW*C_out/G) matrix per group and kernel row p: [c, q*C_out/G + o]
         wrow = [[np.ascontiguousarray(w[g * c_og : (g + 1) * c_og, :, p, :].transpose(1, 2, 0).reshape(c_ig, -1))
@@ -256,7 +255,7 @@ def backward_wide(w: Array, cols: Array, dy: Array, xp_shape: Tuple[int, ...], o
 
     # Every row is zero before the threads start: a block's first image reads back into the
     # previous block's last positions (zeros off the output), which no thread writes.
-    for_chunks(part, blocks, cols.nbytes + (c_o * n * hw * it * len(offsets) if need_dx else 0))
+    for_chunks(part, blocks, cols.nbytes + (c_o * n * hw * it * kh * kw if need_dx else 0))
     if prods is None:
         dw2 = np.dot(dyn[0, :, :length], cols[0].T)
     else:
