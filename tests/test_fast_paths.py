@@ -98,6 +98,41 @@ def test_max_pool_paths_route_to_the_first_maximum_with_ties(size, stride, hw):
     assert cache.argmax.dtype == np.uint8
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block", [1, 200, 1 << 20])  # bytes: one image per block, a few, the whole batch
+@pytest.mark.parametrize("hw", [(6, 8), (7, 9), (2, 2), (3, 5)])
+def test_max_pool_2x2_contiguous_path_matches_the_window_path_bit_for_bit(monkeypatch, dtype, block, hw):
+    from functional_cnn.layers import pool
+
+    rng = np.random.default_rng(4)
+    x = rng.integers(-2, 3, (5, 3) + hw).astype(dtype)  # ties everywhere
+    x[0, 0, 0, :2] = np.nan
+    x[1, 1, -1, -1] = np.inf
+    x[2, 2, 0, 0] = -np.inf
+    out_hw = (hw[0] // 2, hw[1] // 2)
+    y_ref = np.empty((5, 3) + out_hw, dtype)
+    idx_ref = np.empty(y_ref.shape, np.uint8)
+    pool._max_pool_blocks(x, (2, 2), out_hw, y_ref, idx_ref)
+    monkeypatch.setattr(pool, "POOL_BLOCK_BYTES", block)
+    y = np.full_like(y_ref, 7.0)
+    idx = np.full(y_ref.shape, 9, np.uint8)
+    pool._max_pool_2x2(x, y, idx)
+    np.testing.assert_array_equal(y, y_ref)  # NaN where the reference has NaN
+    np.testing.assert_array_equal(idx, idx_ref)
+    assert idx.max() == 3 and idx.min() == 0
+
+
+def test_max_pool_2x2_takes_non_contiguous_input():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 8, 6)).transpose(0, 1, 3, 2)  # (3, 4, 6, 8), not C-contiguous
+    layer = fc.max_pool2d(2)
+    y, cache = layer.forward(None, x)
+    _, dx = layer.backward(None, cache, np.ones_like(y))
+    y_ref, dx_ref = _first_max_reference(np.ascontiguousarray(x), (2, 2), (2, 2))
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
+
+
 def test_max_pool_with_more_than_256_window_positions_uses_wide_indices():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((1, 2, 17, 17))

@@ -128,6 +128,45 @@ def _max_pool_blocks(x: Array, k: Tuple[int, int], out_hw: Tuple[int, int], y: A
     idx += col
 
 
+#: Images per block of :func:`_max_pool_2x2`: about this many bytes of input (measured: larger
+#: blocks lose the cache, smaller ones pay numpy's per-call cost).
+POOL_BLOCK_BYTES = 1 << 20
+
+
+def _max_pool_2x2(x: Array, y: Array, idx: Array) -> None:
+    """2x2 max pooling with stride 2 into ``y`` and ``idx``, on contiguous runs of the flat input.
+
+    Same values and indices as :func:`_max_pool_blocks`, from the same comparisons, but every
+    comparison runs over the flattened batch shifted by one position (columns) or one row
+    (rows): contiguous operands that numpy vectorizes, where the strided window views are not.
+    Each window's results sit at its top-left position ``t``; one strided copy gathers them:
+
+    * ``m[t] = max(x[t], x[t+1])``, ``cg[t] = x[t+1] > x[t]`` (the column chosen in a row);
+    * ``y = max(m[t], m[t+W])``, ``r = m[t+W] > m[t]`` (the row chosen, ties to the top);
+    * ``idx = 2r + cg[t + r*W]``, the row-major first maximum.
+    """
+    n, c, h, w = x.shape
+    per = max(1, POOL_BLOCK_BYTES // max(1, x[:1].nbytes))
+    shape = (c, h // 2, w // 2)
+    steps = (c * h * w, h * w, 2 * w, 2)
+    it = x.itemsize
+    for lo in range(0, n, per):
+        hi = min(n, lo + per)
+        f = x[lo:hi].reshape(-1)
+        m = np.maximum(f[:-1], f[1:])
+        cg = np.greater(f[1:], f[:-1]).view(np.uint8)
+        top = np.maximum(m[:-w], m[w:])
+        r = np.greater(m[w:], m[:-w]).view(np.uint8)
+        col = np.subtract(cg[w:], cg[:-w])  # cg of the row chosen: cg[t] + r * (cg[t+W] - cg[t]), in uint8
+        col *= r
+        col += cg[:-w]
+        col += r
+        col += r
+        at = (hi - lo,) + shape
+        np.copyto(y[lo:hi], np.ndarray(at, x.dtype, top, 0, tuple(s * it for s in steps)))
+        np.copyto(idx[lo:hi], np.ndarray(at, np.uint8, col, 0, steps))
+
+
 def _pool_init(where: str, k: Tuple[int, int], s: Tuple[int, int]) -> Any:
     """The shared ``init`` of the 2-D poolings: no params, output ``(C, OH, OW)``."""
 
@@ -177,7 +216,13 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
 
     def forward(params: None, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, MaxPoolCache]:
         out_hw = _out_hw(where, "x.shape[1:]", x.shape[1:], k, s)
-        if s == k and kk <= 255:
+        if s == k == (2, 2):
+            x = np.ascontiguousarray(x)
+            y = np.empty(x.shape[:2] + out_hw, dtype=x.dtype)
+            idx = np.empty(y.shape, dtype=np.uint8)
+            if x.size:
+                for_chunks(lambda lo, hi: _max_pool_2x2(x[lo:hi], y[lo:hi], idx[lo:hi]), x.shape[0], 2 * x.nbytes)
+        elif s == k and kk <= 255:
             y = np.empty(x.shape[:2] + out_hw, dtype=x.dtype)
             idx = np.empty(y.shape, dtype=np.uint8)
             for_chunks(lambda lo, hi: _max_pool_blocks(x[lo:hi], k, out_hw, y[lo:hi], idx[lo:hi]), x.shape[0],
