@@ -89,6 +89,23 @@ def test_layer_bits_do_not_depend_on_the_thread_count(split, monkeypatch, name, 
     assert split  # the split happened
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_two_threads_share_a_stride_1_conv_backward_as_products_and_input_gradient(split, dtype):
+    layer = fc.conv2d(4, 3, padding=1)
+    rng = np.random.default_rng(0)
+    _, params = layer.init(rng, (3, 9, 9), dtype=dtype)
+    x = rng.standard_normal((7, 3, 9, 9)).astype(dtype)
+    dy = rng.standard_normal((7, 4, 9, 9)).astype(dtype)
+    _parallel.set_num_threads(1)
+    y, cache = layer.forward(params, x, train=True)
+    one = _bits(layer.backward(params, cache, dy))
+    _parallel.set_num_threads(2)
+    split.clear()
+    two = _bits(layer.backward(params, cache, dy))
+    assert split == [(1, 2)]  # one hand-off: the second of the two tasks (the products) went to the pool
+    assert two == one
+
+
 @pytest.mark.parametrize("name", sorted(SERIAL_ONLY))
 def test_layers_without_a_split_run_on_the_calling_thread(split, name):
     make, in_shape = SERIAL_ONLY[name]

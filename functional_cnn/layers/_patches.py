@@ -15,7 +15,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .._parallel import for_chunks
+from .. import _parallel
+from .._parallel import for_chunks, get_num_threads
 from ..layer import Array
 
 Pad = Tuple[Tuple[int, int], Tuple[int, int]]
@@ -225,13 +226,12 @@ def backward_wide(w: Array, cols: Array, dy: Array, xp_shape: Tuple[int, ...], o
     starts = [n * i // blocks for i in range(blocks + 1)]
     rise = (kh - 1) * d[0] * wp  # the kernel rows' extra reach
 
-    def part(lo: int, hi: int) -> None:  # blocks lo..hi-1, on one thread
-        a, b = starts[lo], starts[hi]
-        np.copyto(grid[:, a:b], dy[a:b].transpose(1, 0, 2, 3))
+    def products(lo: int, hi: int) -> None:  # the weight-gradient products of blocks lo..hi-1
         if prods is not None:
+            a, b = starts[lo], starts[hi]
             _weight_products(dyn[a:b, :, :length], cols[a:b], groups, prods[a:b])
-        if dxt is None:
-            return
+
+    def input_grad(lo: int, hi: int) -> None:  # dx of blocks lo..hi-1 (dy is on the grid)
         for i in range(lo, hi):
             t0, span = starts[i] * hw, (starts[i + 1] - starts[i]) * hw
             if span == 0:
@@ -251,11 +251,26 @@ def backward_wide(w: Array, cols: Array, dy: Array, xp_shape: Tuple[int, ...], o
                     else:
                         np.matmul(wrow[g][p], shifted, out=term)
                         target += term
-        np.copyto(dx[a:b], inner[:, a:b].transpose(1, 0, 2, 3))
+        np.copyto(dx[starts[lo] : starts[hi]], inner[:, starts[lo] : starts[hi]].transpose(1, 0, 2, 3))
+
+    def part(lo: int, hi: int) -> None:  # blocks lo..hi-1, on one thread
+        np.copyto(grid[:, starts[lo] : starts[hi]], dy[starts[lo] : starts[hi]].transpose(1, 0, 2, 3))
+        products(lo, hi)
+        if dxt is not None:
+            input_grad(lo, hi)
 
     # Every row is zero before the threads start: a block's first image reads back into the
     # previous block's last positions (zeros off the output), which no thread writes.
-    for_chunks(part, blocks, cols.nbytes + (c_o * n * hw * it * kh * kw if need_dx else 0))
+    work = cols.nbytes + (c_o * n * hw * it * kh * kw if need_dx else 0)
+    if dxt is not None and get_num_threads() == 2 and work >= _parallel.MIN_PARALLEL_BYTES:
+        # Two threads: one does the products, the other the input gradient, each over the
+        # whole batch (measured: 15% faster than both doing half the batch, whose threads wait
+        # on each other's many short calls). The calls are the same either way: same bits.
+        np.copyto(grid, dy.transpose(1, 0, 2, 3))
+        tasks = (lambda: input_grad(0, blocks), lambda: products(0, blocks))
+        for_chunks(lambda lo, hi: [tasks[i]() for i in range(lo, hi)], 2, work)
+    else:
+        for_chunks(part, blocks, work)
     if prods is None:
         dw2 = np.dot(dyn[0, :, :length], cols[0].T)
     else:
