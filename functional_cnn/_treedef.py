@@ -212,6 +212,54 @@ def _intern_node(code: int, cls: Any, raw_keys: Tuple[Any, ...], children: Tuple
     return _TABLE.get(key) or _new_node(key, code, cls, raw_keys, children)
 
 
+@attrs.frozen
+class _FrozenProbe:
+    pass
+
+
+_FROZEN_SETATTR = _FrozenProbe.__setattr__  # what attrs gives every frozen class
+
+
+def _is_immutable(d: TreeDef) -> bool:
+    """True when no node of ``d`` can be changed in place: tuples, named tuples, frozen attrs records."""
+    code = d._code
+    if code in (_LEAF, _NONE):
+        return True
+    if code == _RECORD:
+        if getattr(d.node_type, "__setattr__", None) is not _FROZEN_SETATTR:
+            return False
+    elif code not in (_TUPLE, _NAMEDTUPLE):
+        return False
+    return all(d.memo("immutable", _is_immutable) for d in d.children)
+
+
+#: The trees most recently built by :func:`remember`'s callers, by ``id``: ``(tree, leaves, treedef)``.
+#: Flattening one of them again returns its leaves without walking it (a training step flattens the
+#: params and the optimizer state the previous step built). Only trees whose every node is immutable
+#: are kept, and each entry holds its tree, so its ``id`` cannot be reused while it is listed. Only
+#: the latest two: their builder normally still holds them, so this keeps no memory alive for long.
+_RECENT: Dict[int, Tuple[Any, List[Any], TreeDef]] = {}
+_RECENT_SIZE = 2
+
+
+def remember(tree: Any, leaves: List[Any], d: TreeDef) -> None:
+    """Note that ``tree``, built by :func:`build_exact` from ``leaves`` (a list nobody else will
+    change) holding those very leaves, has structure ``d``."""
+    if d._code in (_LEAF, _NONE) or not d.memo("immutable", _is_immutable):
+        return
+    while len(_RECENT) >= _RECENT_SIZE:
+        _RECENT.pop(next(iter(_RECENT), None), None)
+    _RECENT[id(tree)] = (tree, leaves, d)
+
+
+def recall(tree: Any) -> Any:
+    """``(leaves, treedef)`` of a tree :func:`remember` holds (a new list each time), else ``None``."""
+    hit = _RECENT.get(id(tree))
+    if hit is None or hit[0] is not tree:
+        return None
+    return list(hit[1]), hit[2]
+
+
 def _flatten(x: Any, leaves: List[Any]) -> TreeDef:
     cls = type(x)
     code, names = _CLASS_INFO.get(cls) or _classify(cls)
@@ -282,6 +330,38 @@ def _build(d: TreeDef, it: Iterator[Any]) -> Any:
     if code == _TUPLE:
         return tuple(values)
     if code == _RECORD or code == _NAMEDTUPLE:
+        return d.node_type(*values)
+    if code == _DICT:
+        return dict(zip(d.raw_keys, values))
+    if code == _LIST:
+        return values
+    return d.node_type(values)
+
+
+def build_exact(d: TreeDef, leaves: List[Any]) -> Tuple[Any, bool]:
+    """``(tree, exact)``: the tree :func:`_build` makes, and whether it holds exactly ``leaves``
+    (False when a record's converter replaced a value, e.g. copied a writeable array)."""
+    changed: List[bool] = []
+    tree = _build_noting(d, iter(leaves), changed)
+    return tree, not changed
+
+
+def _build_noting(d: TreeDef, it: Iterator[Any], changed: List[bool]) -> Any:
+    code = d._code
+    if code == _LEAF:
+        return next(it)
+    if code == _NONE:
+        return None
+    values = [next(it) if c is _LEAF_DEF else None if c is _NONE_DEF else _build_noting(c, it, changed)
+              for c in d.children]
+    if code == _TUPLE:
+        return tuple(values)
+    if code == _RECORD:
+        record = d.node_type(*values)
+        if not changed and any(getattr(record, n) is not v for n, v in zip(_CLASS_INFO[d.node_type][1], values)):
+            changed.append(True)
+        return record
+    if code == _NAMEDTUPLE:
         return d.node_type(*values)
     if code == _DICT:
         return dict(zip(d.raw_keys, values))

@@ -42,7 +42,10 @@ from ._treedef import (
     _children,
     _flatten,
     _leaves,
+    build_exact,
     is_leaf,
+    recall,
+    remember,
 )
 
 __all__ = [
@@ -69,11 +72,15 @@ __all__ = [
 
 def tree_structure(tree: Any) -> TreeDef:
     """The :class:`TreeDef` of ``tree`` (interned: equal structures give the same object)."""
-    return _flatten(tree, [])
+    known = recall(tree)
+    return known[1] if known is not None else _flatten(tree, [])
 
 
 def tree_flatten(tree: Any) -> Tuple[List[Any], TreeDef]:
     """``(leaves, treedef)``; :func:`tree_unflatten` is its inverse."""
+    known = recall(tree)
+    if known is not None:  # built by tree_unflatten a moment ago: no walk
+        return known
     leaves: List[Any] = []
     return leaves, _flatten(tree, leaves)
 
@@ -92,11 +99,18 @@ def tree_unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> Any:
             f"tree_unflatten: got {len(leaves)} leaves, the structure {treedef!r} "
             f"expects {treedef.num_leaves}"
         )
-    return _build(treedef, iter(leaves))
+    leaves = list(leaves)  # ours: the caller may change their list afterwards
+    tree, exact = build_exact(treedef, leaves)
+    if exact:
+        remember(tree, leaves, treedef)
+    return tree
 
 
 def tree_leaves(tree: Any) -> List[Any]:
     """The leaves of ``tree`` in a fixed order."""
+    known = recall(tree)
+    if known is not None:
+        return known[0]
     out: List[Any] = []
     _leaves(tree, out)
     return out

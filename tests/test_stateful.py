@@ -166,3 +166,15 @@ def test_mixed_network_trains_updates_state_and_runs_inference():
     assert (logits.argmax(axis=1) == labels).mean() > 0.8
     again, _ = net.forward(params, x, train=False)
     np.testing.assert_array_equal(logits, again)
+
+
+def test_serial_update_state_keeps_the_params_object_when_no_layer_has_state():
+    net = fc.serial(fc.conv2d(2, 3), fc.relu(), fc.flatten(), fc.dense(3))
+    _, params = net.init(np.random.default_rng(0), (1, 5, 5))
+    _, cache = net.forward(params, np.ones((2, 1, 5, 5), np.float32), train=True)
+    assert net.update_state(params, cache) is params
+    with_bn = fc.serial(fc.conv2d(2, 3), fc.batch_norm(), fc.flatten())
+    _, params = with_bn.init(np.random.default_rng(0), (1, 5, 5))
+    _, cache = with_bn.forward(params, np.ones((2, 1, 5, 5), np.float32), train=True)
+    new = with_bn.update_state(params, cache)
+    assert new is not params and new[1].mean is not params[1].mean

@@ -219,3 +219,87 @@ def test_old_names_for_the_params_concept_still_work():
         assert getattr(tree_module, name) is not None
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         tree_module.nope  # noqa: B018 (the attribute access is the test)
+
+
+# ----------------------------------------------------------------------------- trees unflatten just built
+def _frozen(*shape):
+    a = np.arange(float(np.prod(shape))).reshape(shape)
+    a.flags.writeable = False
+    return a
+
+
+@pytest.fixture
+def no_walk(monkeypatch):
+    """Make walking a tree fail, so a test can tell a remembered flatten from a real one."""
+    from functional_cnn import _treedef, tree
+
+    def refuse(*args):
+        raise AssertionError("the tree was walked")
+
+    monkeypatch.setattr(tree, "_flatten", refuse)
+    monkeypatch.setattr(tree, "_leaves", refuse)
+    monkeypatch.setattr(_treedef, "_RECENT", {})
+    return refuse
+
+
+def test_a_tree_unflatten_just_built_flattens_without_a_walk(no_walk):
+    from functional_cnn._treedef import _flatten as real_flatten
+
+    leaves = [_frozen(2, 3), _frozen(3), _frozen(4)]
+    d = real_flatten((P(leaves[0], leaves[1]), (P(leaves[2]),)), [])
+    built = tree_unflatten(d, leaves)
+    got, got_def = tree_flatten(built)
+    assert got_def is d
+    assert len(got) == 3 and all(a is b for a, b in zip(got, leaves))
+    assert all(a is b for a, b in zip(tree_leaves(built), leaves))
+    assert tree_structure(built) is d
+    got.append("mine")  # a caller's list is its own
+    assert len(tree_flatten(built)[0]) == 3
+
+
+def test_changing_the_list_given_to_unflatten_does_not_change_what_flatten_returns(no_walk):
+    from functional_cnn._treedef import _flatten as real_flatten
+
+    leaves = [_frozen(2), _frozen(3)]
+    d = real_flatten((leaves[0], leaves[1]), [])
+    built = tree_unflatten(d, leaves)
+    leaves[0] = _frozen(9)
+    got, _ = tree_flatten(built)
+    assert got[0] is built[0] and got[0].shape == (2,)
+
+
+@pytest.mark.parametrize("make", [
+    lambda a, b: [a, b],  # a list can be appended to
+    lambda a, b: {"a": a, "b": b},  # a dict can be assigned to
+    lambda a, b: (a, [b]),  # a mutable node anywhere inside
+])
+def test_trees_with_mutable_nodes_are_walked_every_time(make):
+    a, b = _frozen(2), _frozen(3)
+    leaves, d = tree_flatten(make(a, b))
+    built = tree_unflatten(d, leaves)
+    inner = built if not isinstance(built, tuple) else built[1]
+    if isinstance(inner, dict):
+        inner["c"] = _frozen(5)
+    else:
+        inner.append(_frozen(5))
+    got, got_def = tree_flatten(built)
+    assert len(got) == 3 and got_def is not d
+
+
+def test_a_record_whose_converter_copied_a_leaf_is_flattened_from_its_own_leaves():
+    writeable = np.ones(3)  # param_field copies a writeable array into a read-only one
+    _, d = tree_flatten(P(_frozen(3), _frozen(2)))
+    built = tree_unflatten(d, [writeable, _frozen(2)])
+    got, _ = tree_flatten(built)
+    assert got[0] is built.w and got[0] is not writeable and not got[0].flags.writeable
+
+
+def test_a_mutable_attrs_record_is_walked_every_time():
+    @attrs.define
+    class Box:
+        v: np.ndarray
+
+    _, d = tree_flatten(Box(_frozen(2)))
+    built = tree_unflatten(d, [_frozen(2)])
+    built.v = _frozen(7)
+    assert tree_flatten(built)[0][0].shape == (7,)

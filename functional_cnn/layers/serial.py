@@ -96,7 +96,8 @@ def serial(*layers: Layer) -> Layer:
     def update_state(params: Tuple[Any, ...], cache: Tuple) -> Tuple[Any, ...]:
         check_child_params(params, n, where)
         check_child_caches(cache, n, where)
-        return tuple(c.update_state(p, k) for c, p, k in zip(children, params, cache))
+        new = tuple(c.update_state(p, k) for c, p, k in zip(children, params, cache))
+        return params if all(a is b for a, b in zip(new, params)) and type(params) is tuple else new
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         total, shape = 0, tuple(in_shape)
