@@ -208,3 +208,21 @@ def test_conv2d_results_never_alias_the_reused_scratch_buffers(c_in, n, padding)
         layer.backward(params, cache2, rng.standard_normal(y2.shape).astype(np.float32))
     for before, now in zip(kept, (y, cache.cols, grads.w, grads.b, dx)):
         assert np.array_equal(before, now)
+
+
+@pytest.mark.parametrize("size, stride, hw", [(2, None, (6, 8)), (3, None, (7, 9)), (2, 3, (8, 8)), (3, 2, (7, 7))])
+def test_max_pool_backward_sends_dy_only_to_the_chosen_input_and_exact_zeros_elsewhere(size, stride, hw):
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 3, (3, 2) + hw).astype(np.float32)  # ties: the first maximum is chosen
+    layer = fc.max_pool2d(size, stride)
+    y, cache = layer.forward(None, x)
+    dy = -rng.random(y.shape).astype(np.float32) - 0.5  # negative: dy * 0 would give -0.0
+    dy[0, 0, 0, 0] = np.nan
+    _, dx = layer.backward(None, cache, dy)
+    k = (size, size)
+    s = k if stride is None else (stride, stride)
+    _, chosen = _first_max_reference(x.astype(np.float64), k, s)  # 1 at each chosen input (summed if overlapping)
+    assert not np.signbit(dx[chosen == 0]).any()  # +0.0, never -0.0
+    assert (dx[chosen == 0] == 0).all()
+    assert np.isnan(dx).sum() == 1  # the NaN reaches its window's maximum only
+    assert np.array_equal(np.isnan(dx), np.isnan(dx) & (chosen > 0))

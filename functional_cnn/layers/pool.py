@@ -7,6 +7,7 @@ so ties (common after ReLU: an all-zero window) get exactly one gradient.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any, Iterator, Optional, Sequence, Tuple
 
@@ -167,6 +168,37 @@ def _max_pool_2x2(x: Array, y: Array, idx: Array) -> None:
         np.copyto(idx[lo:hi], np.ndarray(at, np.uint8, col, 0, steps))
 
 
+@functools.lru_cache(maxsize=16)
+def _window_starts(c: int, h: int, w: int, out_hw: Tuple[int, int], s: Tuple[int, int]) -> Array:
+    """Flat index, inside one image, of each window's top-left input: ``(C, OH, OW)``, read-only."""
+    oh, ow = out_hw
+    starts = (np.arange(c, dtype=np.intp)[:, None, None] * (h * w) + np.arange(oh, dtype=np.intp)[:, None] * (s[0] * w)
+              + np.arange(ow, dtype=np.intp) * s[1])
+    starts.flags.writeable = False
+    return starts
+
+
+def _route_to_max(dy: Array, idx: Array, x_shape: Tuple[int, ...], k: Tuple[int, int], s: Tuple[int, int]) -> Array:
+    """Max pooling's input gradient for windows that do not overlap: each ``dy`` goes to its
+    window's chosen position, every other position is 0. One scatter: ``dx.flat[at] = dy`` with
+    ``at = image * C*H*W + window start + p*W + q`` for the window's index ``j = p*KW + q``.
+    """
+    n, c, h, w = x_shape
+    dx = np.zeros(x_shape, dtype=dy.dtype)
+    offsets = np.array([p * w + q for p, q in _offsets(k)], dtype=np.intp)  # j -> p*W + q
+    starts = _window_starts(c, h, w, tuple(idx.shape[2:]), s)
+    chw = c * h * w
+
+    def part(lo: int, hi: int) -> None:  # images lo..hi-1 write only their own part of dx
+        at = offsets.take(idx[lo:hi])
+        at += starts
+        at += (np.arange(hi - lo, dtype=np.intp) * chw)[:, None, None, None]
+        dx[lo:hi].reshape(-1)[at.reshape(-1)] = dy[lo:hi].reshape(-1)
+
+    for_chunks(part, n, dx.nbytes)
+    return dx
+
+
 def _pool_init(where: str, k: Tuple[int, int], s: Tuple[int, int]) -> Any:
     """The shared ``init`` of the 2-D poolings: no params, output ``(C, OH, OW)``."""
 
@@ -235,23 +267,13 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
         if not need_dx:
             return None, None
         idx = cache.argmax
+        if s[0] >= k[0] and s[1] >= k[1]:  # windows do not overlap: one write per window
+            return None, _route_to_max(dy, idx, cache.x_shape, k, s)
         out_hw = idx.shape[2:]
-        covered = all((out_hw[i] - 1) * s[i] + k[i] == cache.x_shape[2 + i] for i in (0, 1))
-        if s == k and covered:  # every input position gets exactly one write: no zero fill needed
-            dx = np.empty(cache.x_shape, dtype=dy.dtype)
-        else:
-            dx = np.zeros(cache.x_shape, dtype=dy.dtype)
-        if s[0] < k[0] or s[1] < k[1]:  # overlapping windows: adds, in offset order
-            for j, (p, q) in enumerate(_offsets(k)):
-                target = _view(dx, p, q, s, out_hw)
-                target += dy * (idx == j)
-            return None, dx
-
-        def part(lo: int, hi: int) -> None:  # windows do not overlap: each offset writes in place
-            for j, (p, q) in enumerate(_offsets(k)):
-                np.multiply(dy[lo:hi], idx[lo:hi] == j, out=_view(dx[lo:hi], p, q, s, out_hw))
-
-        for_chunks(part, dx.shape[0], 2 * dx.nbytes)
+        dx = np.zeros(cache.x_shape, dtype=dy.dtype)
+        for j, (p, q) in enumerate(_offsets(k)):  # overlapping windows: adds, in offset order
+            target = _view(dx, p, q, s, out_hw)
+            target += np.where(idx == j, dy, dy.dtype.type(0))
         return None, dx
 
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
