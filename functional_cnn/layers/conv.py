@@ -170,13 +170,14 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         return (c_out, out_hw[0], out_hw[1]), Conv2DParams(w, b)
 
     def emit(y_wide: Array, b: Optional[Array], out_hw: Tuple[int, int], pitch: int, out: Array) -> None:
-        """Add the bias (in place, contiguous) and copy into ``out``, dropping wrapped columns.
+        """Add the bias ``b`` (``(C_out, 1)`` or ``(C_out, L)``, in place, contiguous) and copy into ``out``,
+        dropping wrapped columns.
 
         Measured: numpy ufuncs on strided 2-D operands run ~4x slower than on
         contiguous ones, while a strided copy does not; so add first, then copy.
         """
         if b is not None:
-            y_wide += b[:, None]
+            y_wide += b
         if pitch == out_hw[1]:
             np.copyto(out, y_wide.reshape(y_wide.shape[:2] + tuple(out_hw)))
         else:
@@ -188,7 +189,7 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
             y3 = out.reshape(cols.shape[0], w2.shape[0], cols.shape[2])
             np.matmul(w2, cols, out=y3)
             if b is not None:
-                y3 += b[:, None]
+                y3 += b
         elif g == 1:  # wide rows: the matmul's result is a temporary, cropped into out
             y_wide = np.matmul(w2, cols, out=_scratch("y_wide", (cols.shape[0], w2.shape[0], cols.shape[2]), out.dtype))
             emit(y_wide, b, out_hw, pitch, out)
@@ -212,11 +213,16 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
         cols = np.empty((n, rows, length), dtype=x.dtype) if keep else None
         step = max(n, 1) if keep else max(1, INFERENCE_CHUNK_BYTES // per_example)
 
+        b = None if params.b is None else params.b[:, None]
+        if b is not None and n > 1:  # as a (C_out, L) array, numpy adds it ~2x faster than the column b[:, None]
+            b = np.empty((w.shape[0], length), dtype=params.b.dtype)
+            b[:] = params.b[:, None]
+
         def part(lo: int, hi: int) -> None:  # one thread's range of the batch (see _parallel)
             for i in range(lo, hi, step):
                 j = min(i + step, hi)
                 buf = cols[i:j] if cols is not None else _scratch("cols", (j - i, rows, length), x.dtype)
-                product(w2, im2col(xp[i:j], k, s, dil, out_hw, pitch, out=buf), params.b, out_hw, pitch, y[i:j])
+                product(w2, im2col(xp[i:j], k, s, dil, out_hw, pitch, out=buf), b, out_hw, pitch, y[i:j])
 
         for_chunks(part, n, n * per_example)
         if cols is not None:
