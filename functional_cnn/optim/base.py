@@ -290,6 +290,6 @@ def update_and_apply(optimizer: GradientTransformation, grads: Updates, state: O
         p, u = out[i], u_leaves[j]
         if not _is_float(u) or u.shape != p.shape:  # a transform that broke the contract: the tree API names it
             return apply_updates(params, view.unflatten(u_leaves)), new_state, lambda: view.unflatten(u_leaves)
-        out[i] = freeze(p + u.astype(p.dtype, copy=False))
+        out[i] = freeze(p + (u if u.dtype == p.dtype else u.astype(p.dtype)))
     return tree_unflatten(p_def, out), new_state, lambda: view.unflatten(u_leaves)
 

@@ -70,7 +70,7 @@ def update_moments(grads: Sequence[Array], moments: Sequence[Array], decay: floa
         if w != 1.0:
             term = w * term
         new = m + term if decay == 1.0 else decay * m + term
-        out.append(new.astype(m.dtype, copy=False))
+        out.append(new if new.dtype == m.dtype else new.astype(m.dtype))
     return out
 
 
