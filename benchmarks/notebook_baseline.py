@@ -47,6 +47,10 @@ class _ConvLayer000:
         self.num_filters, self.input_depth, self.filter_size = self.filters.shape[:3]
 
     def forward_prop(self, x: np.ndarray) -> np.ndarray:
+        # scipy.signal computes in float64 anyway; given a float32 image and float64 filters it
+        # also casts its uninitialized output buffer, which now and then holds a signalling NaN
+        # pattern and warns "invalid value encountered in cast". The values are the same.
+        x = np.asarray(x, dtype=np.float64)
         self.last_input = x
         _, height, width = x.shape
         k = self.filter_size
