@@ -352,14 +352,23 @@ def _build_noting(d: TreeDef, it: Iterator[Any], changed: List[bool]) -> Any:
         return next(it)
     if code == _NONE:
         return None
-    values = [next(it) if c is _LEAF_DEF else None if c is _NONE_DEF else _build_noting(c, it, changed)
-              for c in d.children]
+    values = []
+    for c in d.children:  # leaves and None inline, as in _build
+        if c is _LEAF_DEF:
+            values.append(next(it))
+        elif c is _NONE_DEF:
+            values.append(None)
+        else:
+            values.append(_build_noting(c, it, changed))
     if code == _TUPLE:
         return tuple(values)
     if code == _RECORD:
         record = d.node_type(*values)
-        if not changed and any(getattr(record, n) is not v for n, v in zip(_CLASS_INFO[d.node_type][1], values)):
-            changed.append(True)
+        if not changed:
+            for name, v in zip(d.keys, values):  # a record's keys are its field names
+                if getattr(record, name) is not v:
+                    changed.append(True)
+                    break
         return record
     if code == _NAMEDTUPLE:
         return d.node_type(*values)
