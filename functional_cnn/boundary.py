@@ -154,6 +154,9 @@ class Spec:
             axis included), which ``dy`` must match.
         multi_in: ``x`` is a tuple of arrays (``n_in`` of them, or any number when None).
         multi_out: the output (and ``dy``) is a tuple of arrays.
+        draws: ``forward`` draws from its ``rng`` in training (dropout). A combinator spawns
+            generators for its children only when one of them draws (a layer without a spec
+            is assumed to draw).
     """
 
     out_shape: Callable[[Any, str], Any]
@@ -167,6 +170,7 @@ class Spec:
     multi_in: bool = False
     n_in: Optional[int] = None
     multi_out: bool = False
+    draws: bool = False
 
     def signature(self, params: Any) -> Any:
         """A hashable summary of ``params`` for the memo (raises :class:`NoMemo`)."""
@@ -267,6 +271,7 @@ class Composite:
         signature: ``params -> hashable`` for the memo (raises :class:`NoMemo`).
         types_ok: ``(params, cache) -> bool``: the params' and the caches' types are right.
         multi_in, n_in, multi_out: as in :class:`Spec`.
+        draws: some child draws from its ``rng`` (see :class:`Spec`).
     """
 
     check: Callable[..., Any]
@@ -276,6 +281,7 @@ class Composite:
     multi_in: bool = False
     n_in: Optional[int] = None
     multi_out: bool = False
+    draws: bool = False
 
 
 def inputs(where: str, spec: Any, x: Any) -> Tuple[Any, Any, np.dtype, int]:

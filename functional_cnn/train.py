@@ -27,6 +27,7 @@ from ._memory import keep_freed_memory
 from .accumulate import micro_rngs as _micro_rngs
 from .debug import debug as debug_layers
 from .layer import Layer
+from .layers._combinator import draws
 from .losses import accuracy as _accuracy
 from .losses import softmax_cross_entropy
 from .optim import GradientTransformation, learning_rate
@@ -295,6 +296,7 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
     step_fn = make_step(net, loss, optimizer, debug=debug, accumulate=accumulate, comm=comm,
                         exchange_timeout=exchange_timeout, track_layers=bool(track_layers))
     plain = comm is None and accumulate in (None, 1)
+    random = draws(net)
     state = optimizer.init(params) if opt_state is None else opt_state
     try:
         learning_rate(state)
@@ -316,8 +318,8 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
             if max_steps is not None and step >= max_steps:
                 done = False
                 break
-            if plain:
-                params, state, m = step_fn(params, state, (x[idx], y[idx]), step_rng(seed, step))
+            if plain:  # a network that never draws gets no generator (making one costs ~10 us)
+                params, state, m = step_fn(params, state, (x[idx], y[idx]), step_rng(seed, step) if random else None)
             else:
                 params, state, m = step_fn(params, state, (x[idx], y[idx]),
                                            _micro_rngs(seed, step, step_fn.accumulate), t=step + 1)

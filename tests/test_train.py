@@ -160,3 +160,72 @@ def test_bad_arguments():
         make_step(net, fc.softmax_cross_entropy, sgd)
     with pytest.raises(TypeError, match="make_step: net must be a Layer"):
         make_step(params, fc.softmax_cross_entropy, sgd(0.1))
+
+
+# ----------------------------------------------------------------------------- generators only where a layer draws
+def _spawned(rng):
+    return rng.bit_generator.seed_seq.n_children_spawned
+
+
+def test_a_serial_spawns_child_generators_only_when_a_child_draws():
+    x = np.random.default_rng(0).random((4, 1, 6, 6), dtype=np.float32)
+    plain = fc.serial(fc.conv2d(2, 3), fc.relu(), fc.flatten(), fc.dense(3))
+    _, params = plain.init(np.random.default_rng(0), (1, 6, 6))
+    rng = np.random.default_rng(1)
+    y, _ = plain.forward(params, x, rng=rng, train=True)
+    assert _spawned(rng) == 0  # nobody would read them
+    np.testing.assert_array_equal(y, plain.forward(params, x, train=True)[0])
+
+    noisy = fc.serial(fc.conv2d(2, 3), fc.relu(), fc.flatten(), fc.dropout(0.5), fc.dense(3))
+    _, params = noisy.init(np.random.default_rng(0), (1, 6, 6))
+    rng = np.random.default_rng(1)
+    y, _ = noisy.forward(params, x, rng=rng, train=True)
+    assert _spawned(rng) == 5
+    # the dropout drew from the 4th of the five children, exactly as rng.spawn(5) makes them
+    kids = np.random.default_rng(1).spawn(5)
+    h = x
+    for i, (layer, p) in enumerate(zip(noisy.children, params)):
+        h, _ = layer.forward(p, h, rng=kids[i], train=True)
+    np.testing.assert_array_equal(y, h)
+
+
+def test_a_layer_without_a_spec_still_gets_a_generator():
+    seen = []
+
+    def forward(params, x, *, rng=None, train=False):
+        seen.append(rng)
+        return x, None
+
+    mine = fc.Layer("mine", lambda rng, s, dtype=np.float32: (s, None), forward,
+                    lambda params, cache, dy, need_dx=True: (None, dy))
+    net = fc.serial(fc.dense(3), mine)
+    _, params = net.init(np.random.default_rng(0), (2,))
+    net.forward(params, np.ones((1, 2), np.float32), rng=np.random.default_rng(0), train=True)
+    assert isinstance(seen[-1], np.random.Generator)
+
+
+@pytest.mark.parametrize("with_dropout", [False, True])
+def test_fit_makes_step_generators_only_for_networks_that_draw(monkeypatch, with_dropout):
+    from functional_cnn import train as train_mod
+
+    layers = [fc.flatten(), fc.dense(8), fc.relu()] + ([fc.dropout(0.3)] if with_dropout else []) + [fc.dense(3)]
+    net = fc.serial(*layers)
+    rng = np.random.default_rng(0)
+    x = rng.random((20, 1, 3, 3), dtype=np.float32)
+    y = rng.integers(0, 3, 20)
+    _, params = net.init(np.random.default_rng(1), (1, 3, 3))
+    made = []
+    real = train_mod.step_rng
+    monkeypatch.setattr(train_mod, "step_rng", lambda seed, step: made.append(step) or real(seed, step))
+    records = [r for r in fc.fit(net, params, fc.softmax_cross_entropy, fc.sgd(0.1), (x, y), epochs=2,
+                                 batch_size=6, seed=3) if isinstance(r, fc.EpochRecord)]
+    assert len(made) == (8 if with_dropout else 0)
+    # the same steps by hand, each given its step's generator, give the same bits
+    step = fc.make_step(net, fc.softmax_cross_entropy, fc.sgd(0.1))
+    p, s = params, fc.sgd(0.1).init(params)
+    t = 0
+    for epoch in range(2):
+        for idx in train_mod.batches(train_mod.epoch_order(3, epoch, 20, True), 6):
+            p, s, _ = step(p, s, (x[idx], y[idx]), real(3, t))
+            t += 1
+    assert fc.fingerprint(records[-1].params) == fc.fingerprint(p)

@@ -26,6 +26,7 @@ from ._combinator import (
     check_child_params,
     check_children,
     composite,
+    draws,
     entries,
     spawn_rngs,
 )
@@ -80,6 +81,7 @@ def parallel(*layers: Layer) -> Layer:
     n = len(children)
     names = [f"{where}[{i}] ({c.name})" for i, c in enumerate(children)]
     specced, forwards, backwards = entries(children)
+    any_draws = any(map(draws, children))  # else forward hands the children no generators
 
     def init(rng: np.random.Generator, in_shape: Any, dtype: Any = np.float32) -> Tuple[Shapes, Tuple[Any, ...]]:
         shapes = _shapes(in_shape, where, n)
@@ -92,7 +94,7 @@ def parallel(*layers: Layer) -> Layer:
             check_child_params(params, n, where)
             if not isinstance(x, (tuple, list)) or len(x) != n:
                 raise TypeError(f"{where}: x must be a tuple of {n} arrays (one per layer), got {type(x).__name__}")
-        rngs = spawn_rngs(rng, n, where)
+        rngs = spawn_rngs(rng, n, where, any_draws)
         res = [call_child(names[i], forwards[i], params[i], x[i], rng=rngs[i], train=train) for i in range(n)]
         return tuple(y for y, _ in res), tuple(c for _, c in res)
 

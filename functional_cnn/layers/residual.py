@@ -15,6 +15,7 @@ from ._combinator import (
     check_child_params,
     check_children,
     composite,
+    draws,
     entries,
     spawn_rngs,
 )
@@ -52,6 +53,7 @@ def residual(block: Layer, projection: Optional[Layer] = None) -> Layer:
     names = [f"{where}.block ({children[0].name})"] + ([f"{where}.projection ({children[1].name})"] if n == 2 else [])
     shortcut = "the projection's output" if n == 2 else "the identity shortcut's (the input)"
     specced, forwards, backwards = entries(children)
+    any_draws = any(map(draws, children))  # else forward hands the children no generators
 
     def check_match(out: Shape, sc: Shape) -> None:
         if tuple(out) != tuple(sc):
@@ -69,7 +71,7 @@ def residual(block: Layer, projection: Optional[Layer] = None) -> Layer:
     def forward(params: Tuple[Any, ...], x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Tuple]:
         if not specced:
             check_child_params(params, n, where)
-        rngs = spawn_rngs(rng, n, where)
+        rngs = spawn_rngs(rng, n, where, any_draws)
         res = [call_child(names[i], forwards[i], params[i], x, rng=rngs[i], train=train) for i in range(n)]
         ys = res[1][0] if n == 2 else x
         if not specced:

@@ -20,6 +20,7 @@ from ._combinator import (
     check_child_params,
     check_children,
     composite,
+    draws,
     entries,
     raise_from_child,
     spawn_rngs,
@@ -50,6 +51,7 @@ def serial(*layers: Layer) -> Layer:
     n = len(children)
     names = [f"{where}[{i}] ({c.name})" for i, c in enumerate(children)]
     specced, forwards, backwards = entries(children)
+    any_draws = any(map(draws, children))  # else forward hands the children no generators
 
     def init(rng: np.random.Generator, in_shape: Shape, dtype: Any = np.float32) -> Tuple[Shape, Tuple[Any, ...]]:
         rngs = spawn_rngs(rng, n, where)
@@ -65,7 +67,7 @@ def serial(*layers: Layer) -> Layer:
     def forward(params: Tuple[Any, ...], x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, Tuple]:
         if not specced:
             check_child_params(params, n, where)
-        rngs = spawn_rngs(rng, n, where)
+        rngs = spawn_rngs(rng, n, where, any_draws)
         caches = []
         for i in range(n):  # a loop, not call_child per layer: this runs on every step
             p, r = params[i], rngs[i]
