@@ -15,12 +15,12 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from typing import Any, Callable, Iterator, Optional, Tuple, Union
 
 import attrs
 import numpy as np
-import toolz
 
 from ._checks import float_array, positive_int
 from ._memory import keep_freed_memory
@@ -213,8 +213,10 @@ def step_rng(seed: int, step: int) -> np.random.Generator:
 
 
 def batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    """Index arrays of consecutive ``batch_size`` chunks of ``order`` (the last may be short)."""
-    return (np.asarray(chunk) for chunk in toolz.partition_all(batch_size, order.tolist()))
+    """Index arrays of consecutive ``batch_size`` chunks of ``order`` (the last may be short): read-only views."""
+    order = np.asarray(order).view()
+    order.flags.writeable = False
+    return (order[i : i + batch_size] for i in range(0, order.shape[0], batch_size))
 
 
 def _pair(value: Any, where: str, arg: str) -> Tuple[Any, Any]:
@@ -324,7 +326,7 @@ def fit(net: Layer, params: Any, loss: Callable, optimizer: GradientTransformati
                 params, state, m = step_fn(params, state, (x[idx], y[idx]),
                                            _micro_rngs(seed, step, step_fn.accumulate), t=step + 1)
             step += 1
-            if not np.isfinite(m.loss):
+            if not math.isfinite(m.loss):
                 raise NonFiniteLossError(
                     f"fit: loss is {m.loss} at step {step} (epoch {epoch + 1}, batch {b + 1} of {per_epoch}); "
                     f"lower the learning rate or check the data for NaN/Inf")
