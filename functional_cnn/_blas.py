@@ -1,7 +1,8 @@
 """Read and set the thread count of the OpenBLAS that numpy loaded (Linux; elsewhere a no-op).
 
-Used by :mod:`functional_cnn._parallel`: while layers split their batch across functional_cnn's
-own threads, BLAS is kept on one thread. Two pools on the same cores slow each other down: after
+Used by :mod:`functional_cnn._parallel`, which keeps BLAS on one thread from a network's first call
+on: its gemm's bits can depend on its thread count, and two pools on the same cores slow each other
+down: after
 each threaded gemm the OpenBLAS workers spin, waiting for the next one, on the cores the layer
 threads need (measured on the 2-core box: with both pools at 2 threads a LeNet-5 step was 5%
 slower than on one thread, with BLAS on one thread 1.3x faster; docs/performance.md).

@@ -16,9 +16,11 @@ The thread count is :func:`get_num_threads`: ``FUNCTIONAL_CNN_NUM_THREADS``, els
 ``OMP_NUM_THREADS``, else ``OPENBLAS_NUM_THREADS``, else the CPUs this process may run on; change
 it with :func:`set_num_threads`. A process forked after the pool started gets a fresh pool.
 
-From the first split on, numpy's OpenBLAS is kept on one thread (:mod:`functional_cnn._blas`:
-its spinning workers would take the cores the layer threads need); ``set_num_threads(1)`` gives
-it back its thread count. OpenBLAS's gemm gives the same bits on one thread as on several.
+From a network's first call on, numpy's OpenBLAS runs on one thread (:mod:`functional_cnn._blas`),
+at every functional_cnn thread count. OpenBLAS's gemm does not always give the same bits on one
+thread as on several (a 16x4222 by 4222x72 product differs), so a dense layer's result would
+otherwise depend on BLAS's thread count, that is on the machine; and its spinning workers take the
+cores the layer threads need. Its gemms here are small or per image, which it does not thread anyway.
 """
 from __future__ import annotations
 
@@ -41,8 +43,8 @@ MIN_PARALLEL_BYTES = 2 << 20
 _MAX_DEFAULT = 8
 
 _threads: Optional[int] = None
-_blas_before: Optional[int] = None  # BLAS's thread count before the pool first split a batch
-_blas_checked = False  # BLAS was looked at since the pool last started splitting
+_blas_before: Optional[int] = None  # BLAS's thread count before quiet_blas set it to 1
+_blas_checked = False  # quiet_blas has run in this process
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_size = 0
 _lock = threading.Lock()
@@ -88,21 +90,18 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Let layers split their batch across ``n`` threads (``n >= 1``); results do not depend on ``n``."""
-    global _threads, _blas_before, _blas_checked
+    global _threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
     _threads = n
-    if n == 1:
-        if _blas_before is not None:  # BLAS gets its own threads back
-            set_blas_threads(_blas_before)
-            _blas_before = None
-        _blas_checked = False
 
 
-def _quiet_blas() -> None:
-    """Keep BLAS on one thread while layers split batches here (see :mod:`functional_cnn._blas`)."""
+def quiet_blas() -> None:
+    """Put OpenBLAS on one thread, once per process (see the module docstring); later calls cost a
+    global read. Called where a network's forward and backward start (:mod:`functional_cnn.boundary`)
+    and before every split."""
     global _blas_before, _blas_checked
-    if _blas_checked:  # once, not on every split
+    if _blas_checked:
         return
     _blas_checked = True
     current = blas_threads()
@@ -145,13 +144,13 @@ def for_chunks(fn: Callable[[int, int], None], n: int, nbytes: int) -> None:
     own threads, ``fn(0, n)`` runs here. ``fn`` must write only its own range's part of any
     shared output. The first error raised by any range is raised here, after every range ended.
     """
+    quiet_blas()
     threads = get_num_threads()
     if threads < 2 or n < 2 or nbytes < MIN_PARALLEL_BYTES or getattr(_local, "worker", False):
         fn(0, n)
         return
     parts = min(threads, n)
     bounds = [n * i // parts for i in range(parts + 1)]
-    _quiet_blas()
     pool = _get_pool(parts - 1)
     futures: List[Future] = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
     try:

@@ -36,6 +36,7 @@ import attrs
 import numpy as np
 
 from ._checks import FLOAT_DTYPES, check_cache_type, check_params_type, cotangent, float_array
+from ._parallel import quiet_blas
 
 __all__ = ["Spec", "Composite", "validation", "validation_enabled", "check_forward", "check_backward",
            "arrays", "record_signature", "NoMemo", "MEMO_SIZE"]
@@ -326,11 +327,13 @@ def checked(where: str, spec: Any, forward: Callable, backward: Callable) -> Tup
     memo: Dict[Any, Any] = {}
 
     def checked_forward(params: Any, x: Any, *, rng: Any = None, train: bool = False) -> Any:
+        quiet_blas()
         if _Switch.on:
             x = check_forward(where, spec, memo, params, x)
         return forward(params, x, rng=rng, train=train)
 
     def checked_backward(params: Any, cache: Any, dy: Any, *, need_dx: bool = True) -> Any:
+        quiet_blas()
         if _Switch.on:
             dy = check_backward(where, spec, params, cache, dy)
         return backward(params, cache, dy, need_dx=need_dx)

@@ -248,18 +248,53 @@ def test_a_forked_child_gets_a_working_pool(split):
     assert np.isfinite(queue.get(timeout=5))
 
 
-def test_blas_stays_on_one_thread_while_layers_split_and_gets_its_count_back(split):
+@pytest.fixture
+def fresh_blas(monkeypatch):
+    """OpenBLAS at 3 threads, and functional_cnn not yet having set it; both restored afterwards."""
     from functional_cnn import _blas
 
     if _blas.blas_threads() is None:
         pytest.skip("numpy is not linked to an OpenBLAS this process can find")  # nothing to coordinate
-    _parallel.set_num_threads(1)
     original = _blas.blas_threads()
-    assert _blas.set_blas_threads(3)
-    assert _blas.blas_threads() == 3
-    _parallel.set_num_threads(2)
-    _run_layer(fc.conv2d(4, 3), (3, 9, 9), 7, np.float32, True, True)
-    assert split and _blas.blas_threads() == 1  # the pool split a batch: BLAS gave up its threads
-    _parallel.set_num_threads(1)
-    assert _blas.blas_threads() == 3  # and got them back
+    monkeypatch.setattr(_parallel, "_blas_checked", False)
+    assert _blas.set_blas_threads(3) and _blas.blas_threads() == 3
+    yield _blas
     _blas.set_blas_threads(original)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blas_goes_to_one_thread_at_a_networks_first_call_at_any_thread_count(fresh_blas, threads):
+    before = _parallel.get_num_threads()
+    try:
+        _parallel.set_num_threads(threads)
+        layer = fc.dense(4)
+        _, params = layer.init(np.random.default_rng(0), (3,))
+        assert fresh_blas.blas_threads() == 3  # nothing ran yet
+        layer.forward(params, np.ones((2, 3), np.float32))
+        assert fresh_blas.blas_threads() == 1
+        _parallel.set_num_threads(1)
+        assert fresh_blas.blas_threads() == 1  # and stays there
+    finally:
+        _parallel.set_num_threads(before)
+
+
+def test_dense_bits_do_not_depend_on_the_thread_count_where_openblas_threads_would_change_them(fresh_blas, split):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((16, 4222)).astype(np.float32)
+    b = rng.standard_normal((4222, 72)).astype(np.float32)
+    by_blas = {}
+    for t in (1, 2):  # the premise: OpenBLAS itself gives other bits on 2 threads for this product
+        fresh_blas.set_blas_threads(t)
+        by_blas[t] = np.dot(a, b).tobytes()
+    if by_blas[1] == by_blas[2]:
+        pytest.skip("this OpenBLAS gives the same bits on 1 and 2 threads for the product")
+    fresh_blas.set_blas_threads(3)
+    net = fc.serial(fc.relu(), fc.dense(72))  # the ReLU splits at 2 threads (split forces it), the gemm never
+    _, (_, p) = net.init(np.random.default_rng(0), (4222,))
+    params = (None, type(p)(b, p.b))
+    outs = []
+    for t in (1, 2):  # one thread first: before, BLAS kept its 3 threads until a layer split
+        _parallel.set_num_threads(t)
+        outs.append(net.forward(params, a)[0].tobytes())
+    assert split  # the ReLU did split at 2 threads
+    assert outs[0] == outs[1]

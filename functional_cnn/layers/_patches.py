@@ -262,7 +262,7 @@ def backward_wide(w: Array, cols: Array, dy: Array, xp_shape: Tuple[int, ...], o
     # Every row is zero before the threads start: a block's first image reads back into the
     # previous block's last positions (zeros off the output), which no thread writes.
     work = cols.nbytes + (c_o * n * hw * it * kh * kw if need_dx else 0)
-    if dxt is not None and get_num_threads() == 2 and work >= _parallel.MIN_PARALLEL_BYTES:
+    if dxt is not None and prods is not None and get_num_threads() == 2 and work >= _parallel.MIN_PARALLEL_BYTES:
         # Two threads: one does the products, the other the input gradient, each over the
         # whole batch (measured: 15% faster than both doing half the batch, whose threads wait
         # on each other's many short calls). The calls are the same either way: same bits.
