@@ -233,31 +233,34 @@ def _is_immutable(d: TreeDef) -> bool:
     return all(d.memo("immutable", _is_immutable) for d in d.children)
 
 
-#: The trees most recently built by :func:`remember`'s callers, by ``id``: ``(tree, leaves, treedef)``.
+#: The trees most recently built by :func:`remember`'s callers: ``(tree, leaves, treedef)``, latest last.
 #: Flattening one of them again returns its leaves without walking it (a training step flattens the
 #: params and the optimizer state the previous step built). Only trees whose every node is immutable
-#: are kept, and each entry holds its tree, so its ``id`` cannot be reused while it is listed. Only
-#: the latest two: their builder normally still holds them, so this keeps no memory alive for long.
-_RECENT: Dict[int, Tuple[Any, List[Any], TreeDef]] = {}
-_RECENT_SIZE = 2
+#: and whose every leaf is a leaf are kept, and each entry holds its tree, so its ``id`` cannot be
+#: reused while it is listed. Only the latest two: their builder normally still holds them, so this
+#: keeps no memory alive for long. The tuple is replaced whole, never changed, so threads only ever
+#: see a consistent one.
+_RECENT: Tuple[Tuple[Any, List[Any], TreeDef], ...] = ()
 
 
 def remember(tree: Any, leaves: List[Any], d: TreeDef) -> None:
     """Note that ``tree``, built by :func:`build_exact` from ``leaves`` (a list nobody else will
     change) holding those very leaves, has structure ``d``."""
+    global _RECENT
     if d._code in (_LEAF, _NONE) or not d.memo("immutable", _is_immutable):
         return
-    while len(_RECENT) >= _RECENT_SIZE:
-        _RECENT.pop(next(iter(_RECENT), None), None)
-    _RECENT[id(tree)] = (tree, leaves, d)
+    for x in leaves:  # a container in a leaf slot would be walked into by a real flatten
+        if type(x) is not np.ndarray and (_CLASS_INFO.get(type(x)) or _classify(type(x)))[0] != _LEAF:
+            return
+    _RECENT = _RECENT[-1:] + ((tree, leaves, d),)
 
 
 def recall(tree: Any) -> Any:
     """``(leaves, treedef)`` of a tree :func:`remember` holds (a new list each time), else ``None``."""
-    hit = _RECENT.get(id(tree))
-    if hit is None or hit[0] is not tree:
-        return None
-    return list(hit[1]), hit[2]
+    for held, leaves, d in _RECENT:
+        if held is tree:
+            return list(leaves), d
+    return None
 
 
 def _flatten(x: Any, leaves: List[Any]) -> TreeDef:
@@ -370,8 +373,11 @@ def _build_noting(d: TreeDef, it: Iterator[Any], changed: List[bool]) -> Any:
                     changed.append(True)
                     break
         return record
-    if code == _NAMEDTUPLE:
-        return d.node_type(*values)
+    if code == _NAMEDTUPLE:  # a subclass's __new__ may convert its values, as a converter does
+        named = d.node_type(*values)
+        if not changed and any(a is not b for a, b in zip(named, values)):
+            changed.append(True)
+        return named
     if code == _DICT:
         return dict(zip(d.raw_keys, values))
     if code == _LIST:

@@ -155,9 +155,9 @@ class Spec:
             axis included), which ``dy`` must match.
         multi_in: ``x`` is a tuple of arrays (``n_in`` of them, or any number when None).
         multi_out: the output (and ``dy``) is a tuple of arrays.
-        draws: ``forward`` draws from its ``rng`` in training (dropout). A combinator spawns
-            generators for its children only when one of them draws (a layer without a spec
-            is assumed to draw).
+        draws: ``forward`` may draw from its ``rng`` (True unless declared False, as every
+            built-in layer but dropout does). A combinator spawns generators for its children
+            only when one of them may draw; a layer without a spec is assumed to.
     """
 
     out_shape: Callable[[Any, str], Any]
@@ -171,7 +171,7 @@ class Spec:
     multi_in: bool = False
     n_in: Optional[int] = None
     multi_out: bool = False
-    draws: bool = False
+    draws: bool = True
 
     def signature(self, params: Any) -> Any:
         """A hashable summary of ``params`` for the memo (raises :class:`NoMemo`)."""

@@ -213,10 +213,9 @@ def step_rng(seed: int, step: int) -> np.random.Generator:
 
 
 def batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    """Index arrays of consecutive ``batch_size`` chunks of ``order`` (the last may be short): read-only views."""
-    order = np.asarray(order).view()
-    order.flags.writeable = False
-    return (order[i : i + batch_size] for i in range(0, order.shape[0], batch_size))
+    """Index arrays of consecutive ``batch_size`` chunks of ``order`` (the last may be short), each a fresh copy."""
+    order = np.asarray(order)
+    return (order[i : i + batch_size].astype(np.int_) for i in range(0, order.shape[0], batch_size))
 
 
 def _pair(value: Any, where: str, arg: str) -> Tuple[Any, Any]:

@@ -242,3 +242,18 @@ def test_float64_on_request_is_carried_through():
     assert all(leaf.dtype == np.float64 for leaf in fc.tree_leaves(p))
     y, _ = net.forward(p, np.zeros((2, 1, 8, 8)))
     assert y.dtype == np.float64
+
+
+def _leaf_layers(layer):
+    return [layer] if not layer.children else [leaf for c in layer.children for leaf in _leaf_layers(c)]
+
+
+def test_only_dropout_says_it_draws_from_its_rng():
+    """Combinators spawn child generators only where a layer may draw (``Spec.draws``, True by default)."""
+    from functional_cnn.layers._combinator import draws
+
+    leaves = [leaf for case in CASES for leaf in _leaf_layers(case.layer)]
+    assert "dropout" in {leaf.name for leaf in leaves} and len({leaf.name for leaf in leaves}) > 15
+    assert [leaf.name for leaf in leaves if draws(leaf) != (leaf.name == "dropout")] == []
+    for case in CASES:  # a combinator draws exactly when one of its layers does
+        assert draws(case.layer) == any(draws(leaf) for leaf in _leaf_layers(case.layer)), case.id

@@ -229,3 +229,13 @@ def test_fit_makes_step_generators_only_for_networks_that_draw(monkeypatch, with
             p, s, _ = step(p, s, (x[idx], y[idx]), real(3, t))
             t += 1
     assert fc.fingerprint(records[-1].params) == fc.fingerprint(p)
+
+
+def test_batches_are_fresh_integer_arrays_in_order():
+    from functional_cnn.train import batches
+
+    order = np.array([5, 4, 3, 2, 1, 0], dtype=np.int32)
+    got = list(batches(order, 4))
+    order[:] = 9  # the caller's array may change afterwards
+    assert [b.tolist() for b in got] == [[5, 4, 3, 2], [1, 0]]
+    assert all(b.dtype == np.int_ and b.flags.writeable for b in got)

@@ -238,7 +238,7 @@ def no_walk(monkeypatch):
 
     monkeypatch.setattr(tree, "_flatten", refuse)
     monkeypatch.setattr(tree, "_leaves", refuse)
-    monkeypatch.setattr(_treedef, "_RECENT", {})
+    monkeypatch.setattr(_treedef, "_RECENT", ())
     return refuse
 
 
@@ -303,3 +303,54 @@ def test_a_mutable_attrs_record_is_walked_every_time():
     built = tree_unflatten(d, [_frozen(2)])
     built.v = _frozen(7)
     assert tree_flatten(built)[0][0].shape == (7,)
+
+
+@pytest.mark.parametrize("value", [None, (1.0, 2.0), [3.0], {"k": 4.0}])
+def test_a_container_or_none_given_as_a_leaf_is_flattened_as_what_it_is(value):
+    b = _frozen(3)
+    d = tree_structure((_frozen(2), b))
+    built = tree_unflatten(d, [value, b])
+    leaves, got = tree_flatten(built)
+    assert (leaves, got) == tree_flatten((value, b))  # a real walk: the container's leaves, not the container
+    assert got is tree_structure((value, b)) and got is not d
+
+
+def test_a_named_tuple_whose_new_converts_its_values_is_flattened_from_its_own_fields():
+    class Converting(namedtuple("Converting", "w")):
+        def __new__(cls, w):
+            return super().__new__(cls, np.asarray(w, dtype=np.float32))
+
+    wide = np.arange(3.0)  # float64; the tuple keeps a float32 copy
+    _, d = tree_flatten(Converting(wide))
+    built = tree_unflatten(d, [wide])
+    got, _ = tree_flatten(built)
+    assert got[0] is built.w and got[0].dtype == np.float32
+
+
+def test_threads_flattening_and_unflattening_at_once_get_each_trees_own_leaves():
+    import sys
+    import threading
+
+    errors = []
+
+    def work(seed):
+        try:
+            a = _frozen(seed + 1)
+            d = tree_structure((a, (a,)))
+            for _ in range(3000):
+                built = tree_unflatten(d, [a, a])
+                leaves, got = tree_flatten(built)
+                if got is not d or leaves[0] is not built[0] or leaves[1] is not built[1][0]:
+                    errors.append("wrong leaves")
+        except Exception as err:  # noqa: BLE001 - any error in a thread is the failure under test
+            errors.append(repr(err))
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    finally:
+        sys.setswitchinterval(before)
+    assert errors == []

@@ -57,7 +57,7 @@ def _elementwise(where: str, fwd: Callable[[Array], Tuple[Array, Array]],
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         return int(np.prod(in_shape)) * (saved_itemsize or itemsize)
 
-    spec = Spec(out_shape, cache=ActivationCache, out_of_cache=lambda p, c: (c.saved.shape, c.dtype))
+    spec = Spec(out_shape, cache=ActivationCache, out_of_cache=lambda p, c: (c.saved.shape, c.dtype), draws=False)
     return Layer(where, _shape_init(where, out_shape), forward, backward, cache_bytes=cache_bytes,
                  config=config or {}, spec=spec)
 
@@ -218,7 +218,7 @@ def identity() -> Layer:
     def backward(params: None, cache: ShapeCache, dy: Array, *, need_dx: bool = True) -> Tuple[None, Optional[Array]]:
         return None, dy if need_dx else None
 
-    spec = Spec(_same_shape, cache=ShapeCache, out_of_cache=lambda p, c: (c.x_shape, c.dtype))
+    spec = Spec(_same_shape, cache=ShapeCache, out_of_cache=lambda p, c: (c.x_shape, c.dtype), draws=False)
     return Layer("identity", _shape_init("identity"), forward, backward, cache_bytes=lambda s, i: 0, spec=spec)
 
 

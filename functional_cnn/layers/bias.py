@@ -46,5 +46,5 @@ def bias(b_init: Any = "zeros") -> Layer:
 
     spec = Spec(lambda s, arg: tuple(s), params=BiasParams, param_shapes=lambda s: dict(b=tuple(s)),
                 in_size=(None, "shape", lambda p: p.b.shape), cache=ShapeCache,
-                out_of_cache=lambda p, c: (c.x_shape, c.dtype))
+                out_of_cache=lambda p, c: (c.x_shape, c.dtype), draws=False)
     return Layer(where, init, forward, backward, cache_bytes=lambda s, i: 0, spec=spec)

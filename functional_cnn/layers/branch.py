@@ -154,7 +154,7 @@ def fan_out(n: int) -> Layer:
         return None, _sum(dy) if need_dx else None
 
     spec = Spec(lambda s, arg: (tuple(s),) * k, cache=ShapeCache, multi_out=True,
-                out_of_cache=lambda p, c: ((c.x_shape,) * k, c.dtype))
+                out_of_cache=lambda p, c: ((c.x_shape,) * k, c.dtype), draws=False)
     return Layer(where, init, forward, backward, cache_bytes=lambda s, i: 0, config=dict(n=k), spec=spec)
 
 
@@ -183,7 +183,8 @@ def fan_in_sum() -> Layer:
                  ) -> Tuple[None, Optional[Tuple[Array, ...]]]:
         return None, (dy,) * len(cache.x_shapes) if need_dx else None
 
-    spec = Spec(out_shape, multi_in=True, cache=BranchCache, out_of_cache=lambda p, c: (c.x_shapes[0], c.dtype))
+    spec = Spec(out_shape, multi_in=True, cache=BranchCache, out_of_cache=lambda p, c: (c.x_shapes[0], c.dtype),
+                draws=False)
     return Layer(where, init, forward, backward, cache_bytes=lambda s, i: 0, spec=spec)
 
 
@@ -243,5 +244,6 @@ def fan_in_concat(axis: int = 1) -> Layer:
         shape[cache.axis] = sum(s[cache.axis] for s in cache.x_shapes)
         return tuple(shape), cache.dtype
 
-    spec = Spec(lambda s, arg: resolve(s, arg)[1], multi_in=True, cache=BranchCache, out_of_cache=out_of_cache)
+    spec = Spec(lambda s, arg: resolve(s, arg)[1], multi_in=True, cache=BranchCache, out_of_cache=out_of_cache,
+                draws=False)
     return Layer(where, init, forward, backward, cache_bytes=lambda s, i: 0, config=dict(axis=ax_spec), spec=spec)

@@ -276,6 +276,7 @@ def conv2d(out_channels: int, kernel_size: Any, *, stride: Any = 1, padding: Any
 
     spec = Spec(out_shape, rank=4, layout="(N, C, H, W)", params=Conv2DParams,
                 param_shapes=lambda shape: dict(w=(c_out, shape[0] // g) + k, b=(c_out,) if use_bias else None),
-                in_size=(0, "channels", lambda p: p.w.shape[1] * g), cache=Conv2DCache, out_of_cache=out_of_cache)
+                in_size=(0, "channels", lambda p: p.w.shape[1] * g), cache=Conv2DCache, out_of_cache=out_of_cache,
+                draws=False)
     return Layer("conv2d", init, forward, backward, cache_bytes=cache_bytes, config=config, spec=spec)
 

@@ -122,7 +122,7 @@ def conv1d(out_channels: int, kernel_size: int, *, stride: int = 1, padding: Any
     spec = Spec(out_shape, rank=3, layout="(N, C, L)", params=Conv1DParams,
                 param_shapes=lambda sh: dict(w=(c_out, sh[0] // g, k), b=(c_out,) if use_bias else None),
                 in_size=(0, "channels", lambda p: p.w.shape[1] * g), cache=OneDCache,
-                out_of_cache=lambda p, c: (c.y_shape, c.dtype))
+                out_of_cache=lambda p, c: (c.y_shape, c.dtype), draws=False)
     config = dict(out_channels=c_out, kernel_size=k)
     config.update({key: v for key, v, default in (("stride", s, 1), ("padding", pad, 0), ("dilation", d, 1),
                                                  ("groups", g, 1), ("use_bias", use_bias, True)) if v != default})

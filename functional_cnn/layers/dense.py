@@ -82,7 +82,6 @@ def dense(out_features: int, use_bias: bool = True, *, w_init: Any = "he_normal"
         out_shape, rank=2, layout="(N, F_in); put flatten() before dense for images",
         params=DenseParams, param_shapes=lambda s: dict(w=(s[0], f_out), b=(f_out,) if use_bias else None),
         in_size=(0, "features", lambda p: p.w.shape[0]),
-        cache=DenseCache, out_of_cache=lambda p, c: ((c.x.shape[0], f_out), c.x.dtype),
-    )
+        cache=DenseCache, out_of_cache=lambda p, c: ((c.x.shape[0], f_out), c.x.dtype), draws=False)
     return Layer(where, init, forward, backward, cache_bytes=lambda in_shape, itemsize: in_shape[0] * itemsize,
                  config=dict(out_features=f_out, **({} if use_bias else {"use_bias": False})), spec=spec)

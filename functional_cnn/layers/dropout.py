@@ -75,6 +75,5 @@ def dropout(drop_rate: float) -> Layer:
     def cache_bytes(in_shape: Shape, itemsize: int) -> int:
         return 0 if p == 0.0 else int(np.prod(in_shape))
 
-    spec = Spec(lambda s, arg: tuple(s), cache=DropoutCache, out_of_cache=lambda p_, c: (c.x_shape, c.dtype),
-                draws=True)
+    spec = Spec(lambda s, arg: tuple(s), cache=DropoutCache, out_of_cache=lambda p_, c: (c.x_shape, c.dtype))
     return Layer(where, init, forward, backward, cache_bytes=cache_bytes, config=dict(drop_rate=p), spec=spec)

@@ -166,7 +166,7 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     spec = Spec(out_shape, rank=(2, 3, 4), layout="(N, F), (N, C, L) or (N, C, H, W)", params=BatchNormParams,
                 param_shapes=lambda s: dict(gamma=s[:1], beta=s[:1], mean=s[:1], var=s[:1]),
                 in_size=(0, "channels", lambda p: p.gamma.shape[0]), cache=BatchNormCache,
-                out_of_cache=lambda p, c: (c.xhat.shape, c.xhat.dtype))
+                out_of_cache=lambda p, c: (c.xhat.shape, c.xhat.dtype), draws=False)
     return Layer(where, init, forward, backward, update_state=update_state, cache_bytes=cache_bytes,
                  config=dict(momentum=mom, eps=eps_v), spec=spec)
 
@@ -245,5 +245,5 @@ def layer_norm(eps: float = 1e-5) -> Layer:
 
     spec = Spec(out_shape, params=LayerNormParams, param_shapes=lambda s: dict(gamma=tuple(s), beta=tuple(s)),
                 in_size=(None, "shape", lambda p: p.gamma.shape), cache=LayerNormCache,
-                out_of_cache=lambda p, c: (c.xhat.shape, c.xhat.dtype))
+                out_of_cache=lambda p, c: (c.xhat.shape, c.xhat.dtype), draws=False)
     return Layer(where, init, forward, backward, cache_bytes=cache_bytes, config=dict(eps=eps_v), spec=spec)

@@ -216,7 +216,7 @@ def _pool_spec(where: str, k: Tuple[int, int], s: Tuple[int, int], cache: type) 
         return c.x_shape[:2] + _out_hw(where, "x.shape[1:]", c.x_shape[1:], k, s), c.dtype
 
     return Spec(lambda in_shape, arg: (in_shape[0],) + _out_hw(where, arg, in_shape, k, s), rank=4,
-                layout="(N, C, H, W)", cache=cache, out_of_cache=out_of_cache)
+                layout="(N, C, H, W)", cache=cache, out_of_cache=out_of_cache, draws=False)
 
 
 def _pool_args(where: str, size: Any, stride: Any) -> Tuple[Tuple[int, int], Tuple[int, int]]:
@@ -248,7 +248,7 @@ def max_pool2d(size: Any, stride: Optional[Any] = None) -> Layer:
 
     def forward(params: None, x: Array, *, rng: Any = None, train: bool = False) -> Tuple[Array, MaxPoolCache]:
         out_hw = _out_hw(where, "x.shape[1:]", x.shape[1:], k, s)
-        if s == k == (2, 2):
+        if s == k == (2, 2) and x.dtype.isnative:  # (a byte-swapped x gets here only with validation off)
             x = np.ascontiguousarray(x)
             y = np.empty(x.shape[:2] + out_hw, dtype=x.dtype)
             idx = np.empty(y.shape, dtype=np.uint8)
@@ -349,5 +349,5 @@ def global_avg_pool2d() -> Layer:
         return None, np.ascontiguousarray(np.broadcast_to(share[:, :, None, None], cache.x_shape))
 
     spec = Spec(out_shape, rank=4, layout="(N, C, H, W)", cache=AvgPoolCache,
-                out_of_cache=lambda p, c: (c.x_shape[:2], c.dtype))
+                out_of_cache=lambda p, c: (c.x_shape[:2], c.dtype), draws=False)
     return Layer(where, init, forward, backward, cache_bytes=lambda in_shape, itemsize: 0, spec=spec)

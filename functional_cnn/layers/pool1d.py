@@ -47,7 +47,8 @@ def _pool1d(where: str, make: Callable[..., Layer], size: int, stride: Optional[
         c, length = in_shape
         return inner.cache_bytes((c, 1, length), itemsize)
 
-    spec = Spec(out_shape, rank=3, layout="(N, C, L)", cache=OneDCache, out_of_cache=lambda p, c: (c.y_shape, c.dtype))
+    spec = Spec(out_shape, rank=3, layout="(N, C, L)", cache=OneDCache, out_of_cache=lambda p, c: (c.y_shape, c.dtype),
+                draws=False)
     return Layer(where, init, forward, backward, cache_bytes=cache_bytes,
                  config=dict(size=k, **({} if s == k else {"stride": s})), spec=spec)
 

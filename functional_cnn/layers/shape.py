@@ -29,7 +29,7 @@ def _reshape_layer(where: str, target_of: Any, config: dict) -> Layer:
     def out_of_cache(params: None, cache: ShapeCache) -> Tuple[Shape, np.dtype]:
         return cache.x_shape[:1] + target_of(cache.x_shape[1:], "x.shape[1:]"), cache.dtype
 
-    spec = Spec(target_of, cache=ShapeCache, out_of_cache=out_of_cache)
+    spec = Spec(target_of, cache=ShapeCache, out_of_cache=out_of_cache, draws=False)
     return Layer(where, init, forward, backward, cache_bytes=lambda s, i: 0, config=config, spec=spec)
 
 
