@@ -43,7 +43,6 @@ MIN_PARALLEL_BYTES = 2 << 20
 _MAX_DEFAULT = 8
 
 _threads: Optional[int] = None
-_blas_before: Optional[int] = None  # BLAS's thread count before quiet_blas set it to 1
 _blas_checked = False  # quiet_blas has run in this process
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_size = 0
@@ -100,13 +99,12 @@ def quiet_blas() -> None:
     """Put OpenBLAS on one thread, once per process (see the module docstring); later calls cost a
     global read. Called where a network's forward and backward start (:mod:`functional_cnn.boundary`)
     and before every split."""
-    global _blas_before, _blas_checked
+    global _blas_checked
     if _blas_checked:
         return
     _blas_checked = True
     current = blas_threads()
     if current is not None and current > 1:
-        _blas_before = current
         set_blas_threads(1)
 
 

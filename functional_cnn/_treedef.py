@@ -7,7 +7,7 @@ named tuple) is looked up once per class, so flattening never calls attrs on a l
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import attrs
 import numpy as np
@@ -316,7 +316,9 @@ def _leaves(x: Any, out: List[Any]) -> None:
             _leaves(child, out)
 
 
-def _build(d: TreeDef, it: Iterator[Any]) -> Any:
+def _build(d: TreeDef, it: Iterator[Any], changed: Optional[List[bool]] = None) -> Any:
+    """The tree of structure ``d`` over the leaves ``it`` yields. Given a ``changed`` list, appends to it
+    when a record or named tuple does not hold the very value given (a converter replaced it)."""
     code = d._code
     if code == _LEAF:
         return next(it)
@@ -329,11 +331,16 @@ def _build(d: TreeDef, it: Iterator[Any]) -> Any:
         elif child is _NONE_DEF:
             values.append(None)
         else:
-            values.append(_build(child, it))
+            values.append(_build(child, it, changed))
     if code == _TUPLE:
         return tuple(values)
     if code == _RECORD or code == _NAMEDTUPLE:
-        return d.node_type(*values)
+        node = d.node_type(*values)
+        if changed is not None and not changed:
+            held = [getattr(node, name) for name in d.keys] if code == _RECORD else node
+            if any(h is not v for h, v in zip(held, values)):
+                changed.append(True)
+        return node
     if code == _DICT:
         return dict(zip(d.raw_keys, values))
     if code == _LIST:
@@ -345,44 +352,8 @@ def build_exact(d: TreeDef, leaves: List[Any]) -> Tuple[Any, bool]:
     """``(tree, exact)``: the tree :func:`_build` makes, and whether it holds exactly ``leaves``
     (False when a record's converter replaced a value, e.g. copied a writeable array)."""
     changed: List[bool] = []
-    tree = _build_noting(d, iter(leaves), changed)
+    tree = _build(d, iter(leaves), changed)
     return tree, not changed
-
-
-def _build_noting(d: TreeDef, it: Iterator[Any], changed: List[bool]) -> Any:
-    code = d._code
-    if code == _LEAF:
-        return next(it)
-    if code == _NONE:
-        return None
-    values = []
-    for c in d.children:  # leaves and None inline, as in _build
-        if c is _LEAF_DEF:
-            values.append(next(it))
-        elif c is _NONE_DEF:
-            values.append(None)
-        else:
-            values.append(_build_noting(c, it, changed))
-    if code == _TUPLE:
-        return tuple(values)
-    if code == _RECORD:
-        record = d.node_type(*values)
-        if not changed:
-            for name, v in zip(d.keys, values):  # a record's keys are its field names
-                if getattr(record, name) is not v:
-                    changed.append(True)
-                    break
-        return record
-    if code == _NAMEDTUPLE:  # a subclass's __new__ may convert its values, as a converter does
-        named = d.node_type(*values)
-        if not changed and any(a is not b for a, b in zip(named, values)):
-            changed.append(True)
-        return named
-    if code == _DICT:
-        return dict(zip(d.raw_keys, values))
-    if code == _LIST:
-        return values
-    return d.node_type(values)
 
 
 # ----------------------------------------------------------------------------- flatten / unflatten

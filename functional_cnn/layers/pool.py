@@ -169,13 +169,16 @@ def _max_pool_2x2(x: Array, y: Array, idx: Array) -> None:
 
 
 @functools.lru_cache(maxsize=16)
-def _window_starts(c: int, h: int, w: int, out_hw: Tuple[int, int], s: Tuple[int, int]) -> Array:
-    """Flat index, inside one image, of each window's top-left input: ``(C, OH, OW)``, read-only."""
+def _scatter_table(c: int, h: int, w: int, out_hw: Tuple[int, int], s: Tuple[int, int],
+                   k: Tuple[int, int]) -> Tuple[Array, Array]:
+    """``(starts, offsets)``, read-only: the flat index, inside one image, of each window's top-left input
+    ``(C, OH, OW)``, and for each window index ``j = p*KW + q`` the offset ``p*W + q`` from there."""
     oh, ow = out_hw
     starts = (np.arange(c, dtype=np.intp)[:, None, None] * (h * w) + np.arange(oh, dtype=np.intp)[:, None] * (s[0] * w)
               + np.arange(ow, dtype=np.intp) * s[1])
-    starts.flags.writeable = False
-    return starts
+    offsets = np.array([p * w + q for p, q in _offsets(k)], dtype=np.intp)
+    starts.flags.writeable = offsets.flags.writeable = False
+    return starts, offsets
 
 
 def _route_to_max(dy: Array, idx: Array, x_shape: Tuple[int, ...], k: Tuple[int, int], s: Tuple[int, int]) -> Array:
@@ -185,8 +188,7 @@ def _route_to_max(dy: Array, idx: Array, x_shape: Tuple[int, ...], k: Tuple[int,
     """
     n, c, h, w = x_shape
     dx = np.zeros(x_shape, dtype=dy.dtype)
-    offsets = np.array([p * w + q for p, q in _offsets(k)], dtype=np.intp)  # j -> p*W + q
-    starts = _window_starts(c, h, w, tuple(idx.shape[2:]), s)
+    starts, offsets = _scatter_table(c, h, w, tuple(idx.shape[2:]), s, k)
     chw = c * h * w
 
     def part(lo: int, hi: int) -> None:  # images lo..hi-1 write only their own part of dx
