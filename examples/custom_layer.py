@@ -136,7 +136,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             trained = rec.params
     betas = np.asarray(trained[1].beta)   # params of serial: a tuple, one entry per layer
     print(f"learned beta per channel: {np.array2string(betas, precision=3)}")
-    return {"gradcheck_ok": report.ok, "broken_failures": failures, "epochs": epochs, "betas": betas.tolist()}
+    return {"gradcheck_ok": report.ok, "max_rel_err": max(row.rel_err for row in report.rows),
+            "broken_failures": failures, "epochs": epochs, "betas": betas.tolist()}
 
 
 if __name__ == "__main__":

@@ -229,3 +229,11 @@ def test_profile_layers_reports_every_layer(capsys):
     assert total > 0 and all(f > 0 and b > 0 for _, f, b in rows)
     assert profile_layers.main(["seed000", "1", "--calls", "2"]) == 0
     assert "| conv2d(out_channels=4, kernel_size=3x3) |" in capsys.readouterr().out
+
+
+def test_handoff_probe_prints_one_row_per_size(capsys):
+    from benchmarks import handoff
+
+    assert handoff.main(["--repeats", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and " MB |" in line]
+    assert [r.split(" | ")[0] for r in rows] == [f"| {mb:g} MB" for mb in handoff.SIZES_MB]

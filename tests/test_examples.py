@@ -177,6 +177,7 @@ def test_custom_layer_demo(capsys):
     result = load_example("custom_layer").main(["--epochs", "1", "--limit", "60"])
     out = capsys.readouterr().out
     assert result["gradcheck_ok"] is True
+    assert 0.0 <= result["max_rel_err"] < 1e-6  # float64 central differences agree with the backward
     assert result["broken_failures"] == ["x"]  # the broken dx is caught; beta's gradient still passes
     assert re.search(r"^x\s+\(2, 3, 4, 4\) 96/96 checked.*ok$", out, re.M)
     assert "caught GradCheckError; failing rows: x" in out

@@ -1,0 +1,73 @@
+"""What a second thread gains on one memory-bound pass, by size (docs/performance.md).
+
+    python -m benchmarks.handoff
+
+ReLU (``np.maximum(x, 0, out=y)``) over float32 arrays of several sizes, once on the calling thread
+and once split in two halves by :func:`functional_cnn._parallel.for_chunks` (the split every layer
+uses), best wall time of ``--repeats`` calls each. The difference at small sizes is the cost of
+handing a range to the pool's worker and getting it back.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SIZES_MB = (16.0, 4.0, 1.2, 0.4, 0.12)
+
+
+def best(fn: Callable[[], None], repeats: int) -> float:
+    """Best wall time of one call of ``fn``, in microseconds."""
+    fn()
+    top = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        top = min(top, time.perf_counter() - start)
+    return top * 1e6
+
+
+def compare(x: np.ndarray, repeats: int) -> Tuple[float, float]:
+    """Best microseconds of ReLU over ``x`` on the calling thread, and split in two by ``for_chunks``."""
+    from functional_cnn import _parallel
+
+    y = np.empty_like(x)
+    n = x.shape[0]
+
+    def part(lo: int, hi: int) -> None:
+        np.maximum(x[lo:hi], 0, out=y[lo:hi])
+
+    one = best(lambda: part(0, n), repeats)
+    two = best(lambda: _parallel.for_chunks(part, n, 1 << 62), repeats)  # far above the threshold: always split
+    return one, two
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from functional_cnn import _parallel
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=200)
+    args = ap.parse_args(argv)
+    before = _parallel.get_num_threads()
+    _parallel.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    print("| array | 1 thread | 2 threads | gain |\n|---|---:|---:|---:|")
+    try:
+        for mb in SIZES_MB:
+            one, two = compare(rng.standard_normal(int(mb * 1e6) // 4, dtype=np.float32), args.repeats)
+            print(f"| {mb:g} MB | {one:,.0f} us | {two:,.0f} us | {one / two:.2f}x |")
+    finally:
+        _parallel.set_num_threads(before)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
