@@ -71,9 +71,11 @@ def _cli_train(argv: List[str]) -> Dict[str, Any]:
         if code != 0:
             raise RuntimeError(f"functional-cnn train {' '.join(argv)} exited with {code}")
         rows = runs.read_metrics(out)
+        config = runs.read_config(out)
     last = rows[-1]
     return {"argv": argv, "epochs": last["epoch"], "test_accuracy": last["test_accuracy"], "seconds": seconds,
-            "last_row": last}
+            "last_row": last, "config": {k: config[k] for k in ("model", "dataset", "optimizer", "schedule",
+                                                                "batch_size", "epochs", "seed")}}
 
 
 def _git_commit() -> str:
@@ -89,7 +91,9 @@ def run_all() -> Dict[str, Any]:
     import numpy as np
 
     import functional_cnn as fc
+    from functional_cnn.datasets import load_dataset
 
+    load_dataset("fashion-mnist")  # its files are needed for the last run: fail now, not after minutes
     fc.set_num_threads(1)
     load_start = os.getloadavg()
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -138,7 +142,21 @@ def _span(values: Sequence[float], digits: int = 1) -> str:
 
 def _seeds(keys: Sequence[str]) -> str:
     seeds = sorted(int(k) for k in keys)
-    return f"seeds {seeds[0]}-{seeds[-1]}"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return "seeds " + ", ".join(map(str, seeds))
+
+
+_OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "momentum": "SGD with momentum",
+                    "nesterov": "SGD with Nesterov momentum", "rmsprop": "RMSProp", "adagrad": "Adagrad"}
+
+
+def _cli_settings(run: Dict[str, Any]) -> str:
+    """``"Adam with cosine decay, batch 32, 10 epochs"`` from a CLI run's recorded config."""
+    c = run["config"]
+    decay = f" with {c['schedule']} decay" if c["schedule"] != "constant" else ""
+    name = _OPTIMIZER_NAMES.get(c["optimizer"], c["optimizer"])
+    return f"{name}{decay}, batch {c['batch_size']}, {c['epochs']} epochs"
 
 
 def block(payload: Dict[str, Any]) -> str:
@@ -155,12 +173,12 @@ def block(payload: Dict[str, Any]) -> str:
     resnet = r["cli_resnet"]
     rows = [
         ("`examples/seed1_cnn.py`",
-         "seed 000's net and recipe: batch 1, SGD 0.01, 5 epochs on 1,000 digits",
+         f"seed 000's net and recipe: batch 1, SGD 0.01, {len(s1_0['epochs'])} epochs on 1,000 digits",
          f"{_pct(s1_0['train_accuracy'], 2)} train accuracy after {len(s1_0['epochs'])} epochs (notebook: "
          f"{_pct(NOTEBOOK_000_ACCURACY, 2)}); {_seeds(list(s1))}: "
          f"{_span([v['train_accuracy'] for v in s1.values()])}; {s1_0['seconds']:.1f} s"),
         ("`examples/seed2_binary.py`",
-         "seed 002's sigmoid net, BCE, 0-vs-1 digits, batch 1, 20 epochs",
+         f"seed 002's sigmoid net, BCE, 0-vs-1 digits, batch 1, {len(s2_0['errors'])} epochs",
          f"{_pct(s2_0['test_accuracy'])} test accuracy ({s2_0['test_right']}/{s2_0['test_n']}); "
          f"{_seeds(list(s2))}: {_span([v['test_accuracy'] for v in s2.values()])}; {s2_0['seconds']:.1f} s"),
         ("`examples/lenet_mnist.py`",
@@ -172,13 +190,13 @@ def block(payload: Dict[str, Any]) -> str:
          + f" on {r['swap_optimizers']['limit']:,} training digits"),
         ("`examples/custom_layer.py`",
          "a new layer (swish with a learnable slope), proven with the gradient checker; a broken backward caught",
-         f"rel. error {custom['max_rel_err']:.0e}; {_pct(custom['epochs'][-1]['test_accuracy'])} on `digits`"),
+         f"rel. error {custom['max_rel_err']:.1e}; {_pct(custom['epochs'][-1]['test_accuracy'])} on `digits`"),
         ("`functional-cnn train`",
-         "LeNet-5, Adam with cosine decay, batch 32, 10 epochs",
+         f"LeNet-5, {_cli_settings(cli['0'])}",
          f"{_pct(cli['0']['test_accuracy'])} test accuracy ({_seeds(list(cli))}: "
          + "/".join(_pct(cli[k]["test_accuracy"]) for k in sorted(cli, key=int)) + f"); {cli['0']['seconds']:.0f} s"),
         ("`functional-cnn train --model resnet-small`",
-         "residual blocks with batch norm and dropout",
+         f"residual blocks with batch norm and dropout; {_cli_settings(resnet['mnist-sample'])}",
          f"{_pct(resnet['mnist-sample']['test_accuracy'])} on `mnist-sample`; "
          f"{_pct(resnet['fashion-mnist']['test_accuracy'])} on full Fashion-MNIST after "
          f"{resnet['fashion-mnist']['epochs']} epochs ({resnet['fashion-mnist']['seconds'] / 60:.0f} min)"),
@@ -186,7 +204,7 @@ def block(payload: Dict[str, Any]) -> str:
     loads = [m["loadavg_start"][0], m["loadavg_end"][0]]
     note = (f"Default settings, seed 0 unless a range of seeds is given, one thread, at commit {m['commit']} "
             f"(Python {m['python']}, numpy {m['numpy']}, {m['logical_cpus']} logical CPUs; load average (1 min) "
-            f"{min(loads):.1f} to {max(loads):.1f}). Accuracies are the same on every machine and thread count; "
+            f"{min(loads):.1f} to {max(loads):.1f}). Accuracies and losses are the same at every thread count; "
             "wall times are this run's.")
     lines = ["| example | what it shows | measured |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
@@ -194,7 +212,8 @@ def block(payload: Dict[str, Any]) -> str:
 
 
 def docs_figures(payload: Dict[str, Any]) -> List[str]:
-    """Figures docs/examples.md quotes from the seed-0 runs, formatted as it prints them."""
+    """Figures docs/examples.md quotes from the recorded runs (seed 0, and the seed ranges of seed notebooks
+    000 and 002's examples), formatted as it prints them."""
     r = payload["results"]
     s1 = r["seed1_cnn"]["0"]
     first, fifth = s1["epochs"][0], s1["epochs"][-1]
@@ -209,6 +228,14 @@ def docs_figures(payload: Dict[str, Any]) -> List[str]:
            f"training accuracy is {_pct(custom['accuracy'], 2)}", f"accuracy {_pct(custom['test_accuracy'], 2)} ("]
     for row in r["swap_optimizers"]["table"].values():
         out.append(f"| {row['loss']:.4f} | {_pct(row['accuracy'], 2)} | {row['test_loss']:.4f} |")
+    train = [v["train_accuracy"] for v in r["seed1_cnn"].values()]
+    test = [v["test_accuracy"] for v in r["seed1_cnn"].values()]
+    out.append(f"**{min(train):.3f}–{max(train):.3f} (mean {sum(train) / len(train):.3f})**")
+    out.append(f"{min(test):.3f}–{max(test):.3f} (mean {sum(test) / len(test):.3f})")
+    s2_all = [r["seed2_binary"][k]["test_accuracy"] for k in sorted(r["seed2_binary"], key=int)]
+    out.append(", ".join("100" if a == 1.0 else f"{100 * a:.1f}" for a in s2_all)
+               + f"% (mean {_pct(sum(s2_all) / len(s2_all))}, min {_pct(min(s2_all))})")
+    out.append(f"{r['custom_layer']['max_rel_err']:.1e} for `x`")
     return out
 
 
@@ -218,8 +245,8 @@ def quickstart_block(payload: Dict[str, Any]) -> str:
 
     run = payload["results"]["cli_lenet"]["0"]
     return "\n".join(["```", epoch_line(run["last_row"], run["epochs"]), "```", "",
-                      f"The default run reaches **{_pct(run['test_accuracy'])} test accuracy** (10 epochs of LeNet-5, "
-                      "Adam with cosine decay, batch 32)."])
+                      f"The default run reaches **{_pct(run['test_accuracy'])} test accuracy** (LeNet-5, "
+                      f"{_cli_settings(run)})."])
 
 
 def render(readme: str, path: Path = RESULTS) -> str:
@@ -229,6 +256,13 @@ def render(readme: str, path: Path = RESULTS) -> str:
     payload = json.loads(path.read_text())
     readme = replace_block(readme, QUICKSTART, quickstart_block(payload), "README.md")
     return replace_block(readme, MARKER, block(payload), "README.md")
+
+
+def _between(text: str, name: str) -> str:
+    """What ``text`` holds between the ``name`` markers (empty when they are missing)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    i, j = text.find(start), text.find(end)
+    return text[i:j] if 0 <= i < j else ""
 
 
 def _write(path: Path, text: str) -> None:
@@ -258,9 +292,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"examples_table: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
     if args.check:
+        stale = [name for name in (QUICKSTART, MARKER) if _between(new, name) != _between(readme, name)]
         if new != readme:
-            print("README.md: the examples table differs from benchmarks/results/examples.json; "
-                  "run python -m benchmarks.examples_table")
+            print(f"README.md: {' and '.join(stale) or 'generated'} block differs from "
+                  "benchmarks/results/examples.json; run python -m benchmarks.examples_table", file=sys.stderr)
             return 1
         return 0
     if new != readme:

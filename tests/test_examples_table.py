@@ -40,6 +40,7 @@ def test_the_table_shows_the_committed_figures(committed):
     assert f"({r['seed2_binary']['0']['test_right']}/{r['seed2_binary']['0']['test_n']})" in text
     assert f"{100 * r['lenet_mnist']['test_accuracy']:.1f}% test accuracy after 5 epochs" in text
     assert f"{100 * r['cli_resnet']['fashion-mnist']['test_accuracy']:.1f}% on full Fashion-MNIST" in text
+    assert f"rel. error {r['custom_layer']['max_rel_err']:.1e}" in text
     assert f"at commit {committed['machine']['commit']}" in text
     assert text.count("\n| `") == 7  # one row per example or command
 
@@ -50,7 +51,7 @@ def test_docs_examples_quotes_the_committed_figures(committed):
     assert not missing, f"docs/examples.md does not quote these recorded figures: {missing}"
 
 
-def test_check_notices_a_hand_edited_examples_table(tmp_path):
+def test_check_notices_a_hand_edited_examples_table(tmp_path, capsys):
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     shutil.copy(RESULTS, tmp_path / "benchmarks" / "results" / "examples.json")
@@ -59,6 +60,7 @@ def test_check_notices_a_hand_edited_examples_table(tmp_path):
     row = readme.index("| `examples/seed1_cnn.py`")
     (tmp_path / "README.md").write_text(readme[:row] + "| `examples/x.py` | hand-edited | 99% |\n" + readme[row:])
     assert examples_table.main(["--check", "--root", str(tmp_path)]) == 1
+    assert "examples-table block differs" in capsys.readouterr().err
     assert examples_table.main(["--root", str(tmp_path)]) == 0
     assert examples_table.main(["--check", "--root", str(tmp_path)]) == 0
     assert "hand-edited" not in (tmp_path / "README.md").read_text()
@@ -79,6 +81,19 @@ def test_seed1_cnn_at_full_settings_reproduces_the_committed_figures(committed, 
     assert result["epochs"] == want["epochs"]
     assert (result["train_accuracy"], result["test_accuracy"], result["test_loss"]) == \
         (want["train_accuracy"], want["test_accuracy"], want["test_loss"])
+
+
+def test_lenet_and_custom_layer_at_full_settings_reproduce_the_committed_figures(committed, capsys):
+    """Two examples whose batches of 32 split across threads on every step (the JSON was recorded on one)."""
+    lenet = examples_table.load_example("lenet_mnist").main(["--seed", "0"])
+    custom = examples_table.load_example("custom_layer").main(["--seed", "0"])
+    capsys.readouterr()
+    want = committed["results"]
+    drop_time = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    assert drop_time(lenet["rows"]) == drop_time(want["lenet_mnist"]["rows"])
+    assert custom["epochs"] == want["custom_layer"]["epochs"]
+    assert custom["betas"] == want["custom_layer"]["betas"]
+    assert custom["max_rel_err"] == want["custom_layer"]["max_rel_err"]
 
 
 def test_seed2_binary_at_full_settings_reproduces_the_committed_figures(committed, capsys):
