@@ -16,6 +16,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -251,11 +252,35 @@ EPOCHS = 8
 RUN = TINY + ["--epochs", str(EPOCHS), "--seed", "3"]
 
 
-def start_cli(argv, cwd):
+def start_cli(argv, cwd, stderr):
+    """The CLI in a child process; its stdout a pipe to read line by line, its stderr into the open file ``stderr``
+    (a second pipe could fill up and stall the child while the test blocks on stdout)."""
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path)
     return subprocess.Popen([sys.executable, "-m", "functional_cnn", *argv], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+
+def finish(proc, seconds=120):
+    """The rest of ``proc``'s stdout, read through the same buffered pipe its earlier lines came from, once it
+    exits. ``communicate()`` would read the raw descriptor and lose any lines ``readline()`` had already
+    buffered (the last line of a run that printed its last two lines at once). Kills ``proc`` if it outlives
+    ``seconds``; returns ``(rest, timed_out)``."""
+    fired = threading.Event()
+
+    def overdue():
+        fired.set()
+        proc.kill()
+
+    timer = threading.Timer(seconds, overdue)
+    timer.start()
+    try:
+        rest = proc.stdout.read()
+        proc.stdout.close()
+        proc.wait()
+    finally:
+        timer.cancel()
+    return rest, fired.is_set()
 
 
 def test_sigkill_during_training_then_resume_is_bit_exact(tmp_path, scale, capsys):
@@ -282,9 +307,11 @@ def test_sigkill_during_training_then_resume_is_bit_exact(tmp_path, scale, capsy
             run_dir.rmdir()
         argv = (["train", "--resume", str(run_dir), "--quiet", "--no-plot"] if ck_path.exists()
                 else RUN + ["--out", str(run_dir)])
-        proc = start_cli(argv, tmp_path)
+        err_path = tmp_path / "stderr.txt"
+        err_file = open(err_path, "w")
+        proc = start_cli(argv, tmp_path, err_file)
         first = proc.stdout.readline()
-        assert first.startswith(("training", "resuming")), (first, proc.stderr.read())
+        assert first.startswith(("training", "resuming")), (first, err_path.read_text())
         consumed = []
         if kills:
             # Kill at a point tied to the run's progress, not to wall time (a busy machine slows every epoch):
@@ -300,8 +327,11 @@ def test_sigkill_during_training_then_resume_is_bit_exact(tmp_path, scale, capsy
                     epoch_seconds, tick = time.monotonic() - tick, time.monotonic()
             time.sleep(rng.uniform(0.0, 1.0) * epoch_seconds)
             proc.send_signal(signal.SIGKILL)
-        out, err = proc.communicate(timeout=60)
-        out = "".join(consumed) + out
+        rest, timed_out = finish(proc)
+        err_file.close()
+        err = err_path.read_text()
+        assert not timed_out, f"the CLI ran past 120 s: {err}"
+        out = "".join(consumed) + rest
         assert proc.returncode in (0, -signal.SIGKILL), err
         killed = proc.returncode == -signal.SIGKILL
         kills -= killed
