@@ -19,8 +19,6 @@ import datetime
 import importlib.util
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -78,19 +76,10 @@ def _cli_train(argv: List[str]) -> Dict[str, Any]:
                                                                 "batch_size", "epochs", "seed")}}
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def run_all() -> Dict[str, Any]:
     """Run every example and CLI configuration of the table; the results as a JSON-ready dict."""
-    import numpy as np
-
     import functional_cnn as fc
+    from benchmarks.bench import machine_info
     from functional_cnn.datasets import load_dataset
 
     load_dataset("fashion-mnist")  # its files are needed for the last run: fail now, not after minutes
@@ -112,10 +101,8 @@ def run_all() -> Dict[str, Any]:
     out["cli_resnet"] = {"mnist-sample": _cli_train(["--model", "resnet-small", "--seed", "0"]),
                          "fashion-mnist": _cli_train(["--model", "resnet-small", "--dataset", "fashion-mnist",
                                                       "--epochs", "5", "--seed", "0"])}
-    machine = {"started": started, "commit": _git_commit(), "python": platform.python_version(),
-               "numpy": np.__version__, "cpu": platform.processor() or platform.machine(),
-               "logical_cpus": os.cpu_count(), "threads": 1,
-               "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())}
+    machine = dict(machine_info(), started=started, threads=1, loadavg_start=list(load_start),
+                   loadavg_end=list(os.getloadavg()))
     return {"machine": machine, "results": _plain(out)}
 
 
@@ -266,9 +253,9 @@ def _between(text: str, name: str) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from functional_cnn._atomic import atomic_write
+
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

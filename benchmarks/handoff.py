@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -21,18 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.thread_gain import best_of  # noqa: E402
+
 SIZES_MB = (16.0, 4.0, 1.2, 0.4, 0.12)
-
-
-def best(fn: Callable[[], None], repeats: int) -> float:
-    """Best wall time of one call of ``fn``, in microseconds."""
-    fn()
-    top = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        top = min(top, time.perf_counter() - start)
-    return top * 1e6
 
 
 def compare(x: np.ndarray, repeats: int) -> Tuple[float, float]:
@@ -46,8 +36,8 @@ def compare(x: np.ndarray, repeats: int) -> Tuple[float, float]:
     def part(lo: int, hi: int) -> None:
         np.maximum(x[lo:hi], zeros[lo:hi], out=y[lo:hi])
 
-    one = best(lambda: part(0, n), repeats)
-    two = best(lambda: _parallel.for_chunks(part, n, 1 << 62), repeats)  # far above the threshold: always split
+    one = best_of(lambda: part(0, n), 1, repeats)
+    two = best_of(lambda: _parallel.for_chunks(part, n, 1 << 62), 2, repeats)  # far above the threshold: always split
     return one, two
 
 
@@ -58,7 +48,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--repeats", type=int, default=200)
     args = ap.parse_args(argv)
     before = _parallel.get_num_threads()
-    _parallel.set_num_threads(2)
     rng = np.random.default_rng(0)
     print("| array | 1 thread | 2 threads | gain |\n|---|---:|---:|---:|")
     try:
